@@ -1,0 +1,49 @@
+# Two entry points (see README): `make run` and `make test`. Everything else is set-up they share.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEPS := $(VENV)/.deps-installed
+EXT := $(VENV)/.ext-built
+export PYO3_PYTHON := $(abspath $(BIN)/python)
+RUST_SOURCES := $(shell find rust -type f \( -name '*.rs' -o -name '*.py' -o -name Cargo.toml \)) Cargo.toml pyproject.toml
+
+.PHONY: run test setup build lint cargo-test pytest bench clean
+
+run: build
+	$(BIN)/python benches/executor.py
+
+test: build lint cargo-test pytest
+
+setup: $(DEPS)
+
+build: $(EXT)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS): requirements/dev.txt | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements/dev.txt
+	touch $@
+
+# maturin develop compiles the extension and installs the package (editable) into .venv.
+$(EXT): $(DEPS) $(RUST_SOURCES)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH $(BIN)/maturin develop --release --quiet
+	touch $@
+
+lint: $(DEPS)
+	cargo fmt --all --check
+	cargo clippy --all-targets --all-features --quiet -- -D warnings
+	$(BIN)/ruff check python tests benches
+	$(BIN)/ruff format --check python tests benches
+
+cargo-test:
+	cargo test --quiet
+
+pytest: build
+	$(BIN)/python -m pytest -q
+
+bench: build
+	$(BIN)/python benches/executor.py
+
+clean:
+	rm -rf $(VENV) target
