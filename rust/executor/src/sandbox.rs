@@ -1,0 +1,774 @@
+//! The isolation a child applies to itself between `fork()` and running untrusted code.
+//!
+//! Layers, strongest first, each independent of the others:
+//! - Landlock (when the kernel has it): the filesystem is read-only outside the interpreter's
+//!   own directories and unreadable elsewhere (no `/proc`, no home, no project files); writes are
+//!   allowed only beneath the zygote's private work directory; TCP bind/connect and signals to
+//!   processes outside the sandbox are refused.
+//! - seccomp: no process or thread creation, no `exec`, no sockets, no signals to other
+//!   processes, none of the kernel's administrative interfaces. Without Landlock it also refuses
+//!   every write-mode `open` and every namespace-changing file operation.
+//! - rlimits: address space, CPU seconds, file size, open files, no core dumps.
+//! - A new session (so a process-group kill cannot reach the zygote), a parent-death signal,
+//!   `/dev/null` as stdin, and only the descriptors the protocol needs.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::protocol::Request;
+
+/// Exit status of a child whose sandbox could not be set up (it ran no untrusted code).
+pub const SANDBOX_FAILED_EXIT: i32 = 121;
+/// First byte on the result pipe: written after the sandbox is in place and before any untrusted
+/// code runs, so a program cannot fake a sandbox failure (or hide a real one).
+pub const SANDBOX_READY: u8 = 0xA5;
+
+// Landlock ABI (include/uapi/linux/landlock.h).
+const LL_CREATE_RULESET_VERSION: u32 = 1;
+const LL_RULE_PATH_BENEATH: u32 = 1;
+const LL_FS_EXECUTE: u64 = 1 << 0;
+const LL_FS_READ_FILE: u64 = 1 << 2;
+const LL_FS_READ_DIR: u64 = 1 << 3;
+const LL_FS_REFER: u64 = 1 << 13;
+const LL_FS_TRUNCATE: u64 = 1 << 14;
+const LL_FS_IOCTL_DEV: u64 = 1 << 15;
+const LL_NET_BIND_TCP: u64 = 1 << 0;
+const LL_NET_CONNECT_TCP: u64 = 1 << 1;
+const LL_SCOPE_ABSTRACT_UNIX: u64 = 1 << 0;
+const LL_SCOPE_SIGNAL: u64 = 1 << 1;
+
+#[repr(C)]
+struct RulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// The Landlock ABI version this kernel offers, or 0 when it has none.
+pub fn landlock_abi() -> u32 {
+    // SAFETY: the documented version query takes no pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            LL_CREATE_RULESET_VERSION,
+        )
+    };
+    if r < 0 {
+        0
+    } else {
+        r as u32
+    }
+}
+
+/// Whether the kernel supports seccomp filters (the query itself changes nothing).
+pub fn seccomp_available() -> bool {
+    // SAFETY: PR_GET_SECCOMP has no side effects.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP) >= 0 }
+}
+
+fn fs_rights(abi: u32) -> u64 {
+    let mut all = (1u64 << 13) - 1; // ABI 1: EXECUTE .. MAKE_SYM
+    if abi >= 2 {
+        all |= LL_FS_REFER;
+    }
+    if abi >= 3 {
+        all |= LL_FS_TRUNCATE;
+    }
+    if abi >= 5 {
+        all |= LL_FS_IOCTL_DEV;
+    }
+    all
+}
+
+/// Per-zygote preparation, done once so each fork only has to apply it.
+pub struct Prepared {
+    pub landlock_abi: u32,
+    pub seccomp: bool,
+    ruleset: Option<OwnedFd>,
+    pub workdir: PathBuf,
+    workdir_c: CString,
+    devnull: OwnedFd,
+}
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn open_path(p: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(p)?;
+    // SAFETY: valid C string; the fd is owned from here.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn build_ruleset(abi: u32, read_paths: &[PathBuf], workdir: &Path) -> io::Result<OwnedFd> {
+    let fs = fs_rights(abi);
+    let attr = RulesetAttr {
+        handled_access_fs: fs,
+        handled_access_net: if abi >= 4 {
+            LL_NET_BIND_TCP | LL_NET_CONNECT_TCP
+        } else {
+            0
+        },
+        scoped: if abi >= 6 {
+            LL_SCOPE_ABSTRACT_UNIX | LL_SCOPE_SIGNAL
+        } else {
+            0
+        },
+    };
+    let size = match abi {
+        1..=3 => 8,
+        4..=5 => 16,
+        _ => std::mem::size_of::<RulesetAttr>(),
+    };
+    // SAFETY: attr outlives the call; size never exceeds the struct.
+    let fd = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr, size, 0u32) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned from here.
+    let ruleset = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let read = LL_FS_EXECUTE | LL_FS_READ_FILE | LL_FS_READ_DIR;
+    let mut rules: Vec<(PathBuf, u64)> = read_paths.iter().map(|p| (p.clone(), read)).collect();
+    rules.push((workdir.to_path_buf(), fs));
+    for (path, access) in rules {
+        let Ok(dir) = open_path(&path) else { continue }; // absent paths need no rule
+        let is_dir = std::fs::metadata(&path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        let access = if is_dir {
+            access
+        } else {
+            access & (LL_FS_EXECUTE | LL_FS_READ_FILE)
+        };
+        let rule = PathBeneathAttr {
+            allowed_access: access,
+            parent_fd: dir.as_raw_fd(),
+        };
+        // SAFETY: rule outlives the call; both descriptors are valid.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                ruleset.as_raw_fd(),
+                LL_RULE_PATH_BENEATH,
+                &rule as *const PathBeneathAttr,
+                0u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(ruleset)
+}
+
+/// Directories every interpreter needs to read besides its own prefixes.
+pub const SYSTEM_READ_PATHS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32"];
+
+impl Prepared {
+    /// `read_paths`: where the interpreter and its standard library live (its prefixes).
+    pub fn new(read_paths: &[PathBuf], workdir: &Path) -> io::Result<Prepared> {
+        let mut paths: Vec<PathBuf> = SYSTEM_READ_PATHS.iter().map(PathBuf::from).collect();
+        paths.extend(read_paths.iter().cloned());
+        let abi = landlock_abi();
+        let ruleset = if abi > 0 {
+            Some(high_fd(build_ruleset(abi, &paths, workdir)?)?)
+        } else {
+            None
+        };
+        let devnull = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        let devnull = high_fd(devnull.into())?;
+        Ok(Prepared {
+            landlock_abi: if ruleset.is_some() { abi } else { 0 },
+            seccomp: seccomp_available(),
+            ruleset,
+            workdir: workdir.to_path_buf(),
+            workdir_c: cstr(workdir)?,
+            devnull,
+        })
+    }
+}
+
+/// Moves a descriptor above the range a child rewires (0..=3), so `dup2` onto those targets can
+/// never overwrite it.
+fn high_fd(fd: OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: duplicating a valid descriptor; the copy is owned from here.
+    let hi = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) };
+    if hi < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(hi) })
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn set_rlimit(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: plain struct argument.
+    check(unsafe { libc::setrlimit(res, &lim) })
+}
+
+/// Applies every layer to the calling process. Called in the child right after `fork()`; on
+/// error the caller must `_exit` without running anything.
+///
+/// # Safety
+/// Must only be called in a freshly forked, single-threaded child.
+pub unsafe fn enter(
+    prep: &Prepared,
+    req: &Request,
+    stdout_w: Option<RawFd>,
+    result_w: RawFd,
+    zygote_pid: libc::pid_t,
+) -> Result<(), SetupError> {
+    let step = |name: &'static str| {
+        move |e: io::Error| SetupError {
+            step: name,
+            error: e,
+        }
+    };
+    check(libc::setsid()).map_err(step("setsid"))?;
+    check(libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+    ))
+    .map_err(step("parent-death signal"))?;
+    if libc::getppid() != zygote_pid {
+        return Err(SetupError {
+            step: "fork",
+            error: io::Error::other("the zygote died"),
+        });
+    }
+    // Descriptors: 0 <- /dev/null, 1 <- stdout pipe (or /dev/null), 2 <- /dev/null, 3 <- result.
+    // Targets 0..2 first: every source fd is >= 3, so none is overwritten before it is used.
+    let null = prep.devnull.as_raw_fd();
+    let fds = || -> io::Result<()> {
+        check(libc::dup2(null, 0))?;
+        check(libc::dup2(stdout_w.unwrap_or(null), 1))?;
+        check(libc::dup2(null, 2))?;
+        if result_w != 3 {
+            check(libc::dup2(result_w, 3))?;
+        }
+        Ok(())
+    };
+    fds().map_err(step("descriptors"))?;
+    check(libc::chdir(prep.workdir_c.as_ptr())).map_err(step("chdir"))?;
+
+    let cpu = req.cpu_secs.max(1);
+    let limits = || -> io::Result<()> {
+        set_rlimit(libc::RLIMIT_CPU, cpu, cpu + 1)?;
+        set_rlimit(libc::RLIMIT_AS, req.memory_bytes, req.memory_bytes)?;
+        set_rlimit(libc::RLIMIT_FSIZE, 16 << 20, 16 << 20)?;
+        set_rlimit(libc::RLIMIT_NOFILE, 64, 64)?;
+        set_rlimit(libc::RLIMIT_CORE, 0, 0)?;
+        set_rlimit(libc::RLIMIT_MEMLOCK, 0, 0)?;
+        set_rlimit(libc::RLIMIT_MSGQUEUE, 0, 0)?;
+        // Ignored for privileged users; seccomp below is what stops process creation for them.
+        set_rlimit(libc::RLIMIT_NPROC, 0, 0)
+    };
+    limits().map_err(step("rlimits"))?;
+
+    check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)).map_err(step("no_new_privs"))?;
+    if let Some(rs) = &prep.ruleset {
+        if libc::syscall(libc::SYS_landlock_restrict_self, rs.as_raw_fd(), 0u32) < 0 {
+            return Err(SetupError {
+                step: "landlock",
+                error: io::Error::last_os_error(),
+            });
+        }
+    }
+    close_from(4);
+    if prep.seccomp {
+        let filter = seccomp_filter(libc::getpid(), prep.landlock_abi == 0);
+        install_filter(&filter).map_err(step("seccomp"))?;
+    }
+    // The marker goes out last: from here on, anything is the program's doing.
+    let marker = [SANDBOX_READY];
+    if libc::write(3, marker.as_ptr().cast(), 1) != 1 {
+        return Err(SetupError {
+            step: "report",
+            error: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Which step of the set-up failed, reported to the host so a restricted host is diagnosable.
+#[derive(Debug)]
+pub struct SetupError {
+    pub step: &'static str,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sandbox set-up failed at {}: {}", self.step, self.error)
+    }
+}
+
+unsafe fn close_from(first: u32) {
+    if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) < 0 {
+        for fd in first..4096 {
+            libc::close(fd as RawFd);
+        }
+    }
+}
+
+// ---- seccomp-bpf ---------------------------------------------------------------------------
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockFilter {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+const LD_W_ABS: u16 = 0x20;
+const JEQ_K: u16 = 0x15;
+const JGE_K: u16 = 0x35;
+const JSET_K: u16 = 0x45;
+const RET_K: u16 = 0x06;
+const RET_ALLOW: u32 = 0x7fff_0000;
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const fn off_arg_lo(i: u32) -> u32 {
+    16 + 8 * i // little-endian: the low half of args[i]
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+fn stmt(code: u16, k: u32) -> SockFilter {
+    SockFilter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
+    SockFilter { code, jt, jf, k }
+}
+
+/// Syscalls refused outright, with the errno the program sees.
+fn denied() -> Vec<(libc::c_long, i32)> {
+    use libc::*;
+    let eperm = EPERM;
+    let mut v: Vec<(c_long, i32)> = vec![
+        (SYS_clone, eperm),
+        // ENOSYS makes libc fall back to clone(), which is refused above.
+        (SYS_clone3, ENOSYS),
+        (SYS_execve, eperm),
+        (SYS_execveat, eperm),
+        (SYS_socket, eperm),
+        (SYS_socketpair, eperm),
+        (SYS_ptrace, eperm),
+        (SYS_process_vm_readv, eperm),
+        (SYS_process_vm_writev, eperm),
+        (SYS_kcmp, eperm),
+        (SYS_pidfd_open, eperm),
+        (SYS_pidfd_send_signal, eperm),
+        (SYS_pidfd_getfd, eperm),
+        (SYS_mount, eperm),
+        (SYS_umount2, eperm),
+        (SYS_pivot_root, eperm),
+        (SYS_chroot, eperm),
+        (SYS_unshare, eperm),
+        (SYS_setns, eperm),
+        (SYS_reboot, eperm),
+        (SYS_kexec_load, eperm),
+        (SYS_kexec_file_load, eperm),
+        (SYS_init_module, eperm),
+        (SYS_finit_module, eperm),
+        (SYS_delete_module, eperm),
+        (SYS_bpf, eperm),
+        (SYS_perf_event_open, eperm),
+        (SYS_userfaultfd, eperm),
+        (SYS_keyctl, eperm),
+        (SYS_add_key, eperm),
+        (SYS_request_key, eperm),
+        // io_uring performs I/O outside the syscall filter's view.
+        (SYS_io_uring_setup, eperm),
+        (SYS_io_uring_enter, eperm),
+        (SYS_io_uring_register, eperm),
+        (SYS_acct, eperm),
+        (SYS_swapon, eperm),
+        (SYS_swapoff, eperm),
+        (SYS_sethostname, eperm),
+        (SYS_setdomainname, eperm),
+        (SYS_settimeofday, eperm),
+        (SYS_clock_settime, eperm),
+        (SYS_clock_adjtime, eperm),
+        (SYS_adjtimex, eperm),
+        (SYS_syslog, eperm),
+        (SYS_quotactl, eperm),
+        (SYS_open_by_handle_at, eperm),
+        (SYS_name_to_handle_at, eperm),
+        (SYS_mknodat, eperm),
+        (SYS_fanotify_init, eperm),
+        (SYS_move_mount, eperm),
+        (SYS_open_tree, eperm),
+        (SYS_fsopen, eperm),
+        (SYS_fsconfig, eperm),
+        (SYS_fsmount, eperm),
+        (SYS_fspick, eperm),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend_from_slice(&[
+        (SYS_fork, eperm),
+        (SYS_vfork, eperm),
+        (SYS_mknod, eperm),
+        (SYS_iopl, eperm),
+        (SYS_ioperm, eperm),
+    ]);
+    v
+}
+
+/// File-changing syscalls refused when Landlock is missing (then nothing at all is writable).
+fn denied_without_landlock() -> Vec<libc::c_long> {
+    use libc::*;
+    #[allow(unused_mut)]
+    let mut v = vec![
+        SYS_unlinkat,
+        SYS_renameat,
+        SYS_renameat2,
+        SYS_mkdirat,
+        SYS_linkat,
+        SYS_symlinkat,
+        SYS_fchmod,
+        SYS_fchmodat,
+        SYS_fchown,
+        SYS_fchownat,
+        SYS_truncate,
+        SYS_utimensat,
+        SYS_setxattr,
+        SYS_lsetxattr,
+        SYS_fsetxattr,
+        SYS_removexattr,
+        SYS_lremovexattr,
+        SYS_fremovexattr,
+        SYS_openat2,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend_from_slice(&[
+        SYS_unlink,
+        SYS_rename,
+        SYS_mkdir,
+        SYS_rmdir,
+        SYS_link,
+        SYS_symlink,
+        SYS_chmod,
+        SYS_chown,
+        SYS_lchown,
+        SYS_creat,
+        SYS_utime,
+        SYS_utimes,
+        SYS_futimesat,
+    ]);
+    v
+}
+
+/// Builds the filter for a child whose pid is `pid`: signals may go only to itself.
+pub fn seccomp_filter(pid: libc::pid_t, deny_writes: bool) -> Vec<SockFilter> {
+    let mut f = vec![
+        stmt(LD_W_ABS, OFF_ARCH),
+        jump(JEQ_K, AUDIT_ARCH, 1, 0),
+        stmt(RET_K, RET_KILL_PROCESS),
+        stmt(LD_W_ABS, OFF_NR),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The x32 ABI numbers syscalls from 0x40000000 and would otherwise bypass the rules.
+        f.push(jump(JGE_K, 0x4000_0000, 0, 1));
+        f.push(stmt(RET_K, RET_ERRNO | libc::EPERM as u32));
+    }
+    for (nr, errno) in denied() {
+        f.push(jump(JEQ_K, nr as u32, 0, 1));
+        f.push(stmt(RET_K, RET_ERRNO | errno as u32));
+    }
+    if deny_writes {
+        for nr in denied_without_landlock() {
+            f.push(jump(JEQ_K, nr as u32, 0, 1));
+            f.push(stmt(RET_K, RET_ERRNO | libc::EPERM as u32));
+        }
+    }
+    // Blocks that inspect arguments load them into the accumulator, so each ends in a return.
+    let me = pid as u32;
+    let signal_rules: &[(libc::c_long, &[u32])] = &[
+        (libc::SYS_kill, &[me, 0, me.wrapping_neg()]),
+        (libc::SYS_tkill, &[me]),
+        (libc::SYS_tgkill, &[me]),
+        (libc::SYS_rt_sigqueueinfo, &[me]),
+        (libc::SYS_rt_tgsigqueueinfo, &[me]),
+    ];
+    for (nr, allowed) in signal_rules {
+        let n = allowed.len() as u8;
+        // jeq nr; ld arg0; (jeq allowed_i -> allow)*; ret EPERM; ret ALLOW
+        f.push(jump(JEQ_K, *nr as u32, 0, n + 3));
+        f.push(stmt(LD_W_ABS, off_arg_lo(0)));
+        for (i, a) in allowed.iter().enumerate() {
+            f.push(jump(JEQ_K, *a, n - i as u8, 0));
+        }
+        f.push(stmt(RET_K, RET_ERRNO | libc::EPERM as u32));
+        f.push(stmt(RET_K, RET_ALLOW));
+    }
+    if deny_writes {
+        const WRITE_FLAGS: u32 =
+            (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u32;
+        let mut opens: Vec<(libc::c_long, u32)> = vec![(libc::SYS_openat, 2)];
+        #[cfg(target_arch = "x86_64")]
+        opens.push((libc::SYS_open, 1));
+        for (nr, arg) in opens {
+            f.push(jump(JEQ_K, nr as u32, 0, 4));
+            f.push(stmt(LD_W_ABS, off_arg_lo(arg)));
+            f.push(jump(JSET_K, WRITE_FLAGS, 0, 1));
+            f.push(stmt(RET_K, RET_ERRNO | libc::EACCES as u32));
+            f.push(stmt(RET_K, RET_ALLOW));
+        }
+    }
+    f.push(stmt(RET_K, RET_ALLOW));
+    f
+}
+
+/// # Safety
+/// Installs a filter on the calling thread; requires no_new_privs (set by `enter`).
+pub unsafe fn install_filter(filter: &[SockFilter]) -> io::Result<()> {
+    let prog = SockFprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr(),
+    };
+    check(libc::prctl(
+        libc::PR_SET_SECCOMP,
+        libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+        &prog as *const SockFprog as libc::c_ulong,
+        0,
+        0,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each test forks a child that applies the layers to itself and reports with its exit code;
+    //! the test process is never restricted.
+    use super::*;
+
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child only runs `f` and exits; the harness thread state is irrelevant to it.
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
+                libc::_exit(code);
+            }
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+            assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+            libc::WEXITSTATUS(status)
+        }
+    }
+
+    fn restrict(deny_writes: bool) {
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            install_filter(&seccomp_filter(libc::getpid(), deny_writes)).unwrap();
+        }
+    }
+
+    fn errno() -> i32 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    #[test]
+    fn filter_jumps_stay_in_bounds() {
+        for deny in [false, true] {
+            let f = seccomp_filter(1234, deny);
+            assert!(f.len() < 4096);
+            for (i, ins) in f.iter().enumerate() {
+                if ins.code & 0x07 == 0x05 {
+                    assert!(
+                        i + 1 + (ins.jt.max(ins.jf) as usize) < f.len(),
+                        "jump at {i}"
+                    );
+                }
+            }
+            assert_eq!(f.last().unwrap().k, RET_ALLOW);
+        }
+    }
+
+    #[test]
+    fn no_process_creation_even_for_root() {
+        if !seccomp_available() {
+            return;
+        }
+        let code = in_child(|| {
+            restrict(false);
+            unsafe {
+                let pid = libc::fork();
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                if pid > 0 || errno() != libc::EPERM {
+                    return 1;
+                }
+                let r = libc::syscall(libc::SYS_clone3, 0usize, 0usize);
+                if r >= 0 || errno() != libc::ENOSYS {
+                    return 2;
+                }
+                let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                if s >= 0 || errno() != libc::EPERM {
+                    return 3;
+                }
+                let s = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                if s >= 0 {
+                    return 4;
+                }
+                let argv = [std::ptr::null::<libc::c_char>()];
+                libc::execv(c"/bin/true".as_ptr(), argv.as_ptr());
+                if errno() != libc::EPERM {
+                    return 5;
+                }
+            }
+            0
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn signals_only_to_self() {
+        if !seccomp_available() {
+            return;
+        }
+        let parent = unsafe { libc::getpid() };
+        let code = in_child(move || {
+            restrict(false);
+            unsafe {
+                if libc::kill(parent, 0) == 0 || errno() != libc::EPERM {
+                    return 1;
+                }
+                if libc::kill(-1, 0) == 0 {
+                    return 2;
+                }
+                if libc::kill(libc::getpid(), 0) != 0 {
+                    return 3;
+                }
+                if libc::kill(0, 0) != 0 {
+                    return 4;
+                }
+            }
+            0
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn without_landlock_nothing_is_writable() {
+        if !seccomp_available() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("azr-sbx-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let existing = dir.join("keep.txt");
+        std::fs::write(&existing, b"keep").unwrap();
+        let (d2, e2) = (dir.clone(), existing.clone());
+        let code = in_child(move || {
+            restrict(true);
+            if std::fs::write(d2.join("new.txt"), b"x").is_ok() {
+                return 1;
+            }
+            if std::fs::remove_file(&e2).is_ok() {
+                return 2;
+            }
+            if std::fs::OpenOptions::new().append(true).open(&e2).is_ok() {
+                return 3;
+            }
+            if std::fs::read(&e2).map(|b| b != b"keep").unwrap_or(true) {
+                return 4;
+            }
+            0
+        });
+        assert_eq!(code, 0);
+        assert_eq!(std::fs::read(&existing).unwrap(), b"keep");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn landlock_confines_reads_and_writes() {
+        let abi = landlock_abi();
+        if abi == 0 {
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("azr-ll-test-{}", std::process::id()));
+        let work = base.join("work");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"s").unwrap();
+        let ruleset = build_ruleset(abi, &[PathBuf::from("/usr")], &work).unwrap();
+        let (w2, o2) = (work.clone(), outside.clone());
+        let code = in_child(move || unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) < 0 {
+                return 1;
+            }
+            if std::fs::write(w2.join("ok.txt"), b"x").is_err() {
+                return 2;
+            }
+            if std::fs::write(o2.join("bad.txt"), b"x").is_ok() {
+                return 3;
+            }
+            if std::fs::read(o2.join("secret")).is_ok() {
+                return 4;
+            }
+            if std::fs::read_dir("/usr").is_err() {
+                return 5;
+            }
+            if std::fs::read("/proc/self/environ").is_ok() {
+                return 6;
+            }
+            0
+        });
+        assert_eq!(code, 0);
+        assert!(!outside.join("bad.txt").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

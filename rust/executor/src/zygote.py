@@ -1,0 +1,169 @@
+# The zygote: run as `python -s -S -P -c <this> EXTENSION WORKDIR [READ_PATH...]`.
+#
+# It loads the compiled executor module from its file (no site-packages: programs see only the
+# standard library), imports what programs commonly use once, freezes the heap for cheap forks,
+# and hands control to the Rust loop. That loop returns here only inside a forked, sandboxed
+# child, which runs exactly one job, reports on fd 3 and exits without any interpreter teardown.
+import sys
+
+
+def _load(path):
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("azr._executor", path)
+    spec = importlib.util.spec_from_file_location("azr._executor", path, loader=loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+_ext = _load(sys.argv[1])
+_workdir = sys.argv[2]
+_extra_paths = sys.argv[3:]
+
+# Preloaded so that children fork with them already imported (and never need to read files).
+import ast  # noqa: E402
+import bisect  # noqa: E402,F401
+import builtins  # noqa: E402
+import collections  # noqa: E402,F401
+import copy  # noqa: E402,F401
+import functools  # noqa: E402,F401
+import gc  # noqa: E402
+import heapq  # noqa: E402,F401
+import itertools  # noqa: E402,F401
+import marshal  # noqa: E402
+import math  # noqa: E402,F401
+import operator  # noqa: E402,F401
+import os  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402,F401
+import string  # noqa: E402,F401
+import traceback  # noqa: E402,F401
+import typing  # noqa: E402,F401
+import unicodedata  # noqa: E402,F401
+
+# Child report codes (mirrored in outcome.rs).
+_OK, _ERROR, _MEMORY, _TOO_LARGE, _VIOLATION = 0, 1, 2, 3, 4
+_ERROR_CAP = 4000
+
+# Bound now, before any program runs: a program may rebind names in these modules, but not
+# these references.
+_write = os.write
+_exit = os._exit
+_dumps = marshal.dumps
+_repr = repr
+_type = type
+_len = len
+_isinstance = isinstance
+_str_slice = str.__getitem__
+_stdout = sys.stdout
+_parse = ast.parse
+_Call, _Name = ast.Call, ast.Name
+_EPERM = {1, 13}  # EPERM, EACCES: what the sandbox answers
+
+
+def _exact(s, cap):
+    # An exact str of at most cap characters, even from a str subclass with odd methods.
+    return _str_slice(s, slice(0, cap))
+
+
+def _describe(e):
+    try:
+        name = _type(e).__name__
+        text = str(e)
+        msg = f"{name}: {text}" if text else name
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not break the report
+        msg = "an exception whose text could not be formatted"
+    return _exact(msg, _ERROR_CAP)
+
+
+def _code_for(e):
+    if _isinstance(e, MemoryError):
+        return _MEMORY
+    if _isinstance(e, OSError) and getattr(e, "errno", None) in _EPERM:
+        return _VIOLATION
+    if _isinstance(e, RuntimeError) and "can't start new thread" in str(e):
+        return _VIOLATION
+    return _ERROR
+
+
+def _call_code(inputs):
+    # The input must be an argument list: "f(" + inputs + ")" has to parse as exactly one call
+    # of f. Anything else ("0) or (5") would let an answer compute the output itself.
+    tree = _parse("f(" + inputs + ")", "<input>", "eval")
+    body = tree.body
+    if not (
+        _isinstance(body, _Call)
+        and _isinstance(body.func, _Name)
+        and body.func.id == "f"
+        and body.func.col_offset == 0
+        and body.func.lineno == 1
+    ):
+        raise ValueError("inputs must be an argument list for f")
+    return compile(tree, "<input>", "eval")
+
+
+def _execute(kind, program, inputs, value_cap):
+    if kind == 0:
+        env = {"__name__": "__main__", "__builtins__": builtins}
+        exec(compile(program, "<program>", "exec"), env)
+        value = eval(_call_code(inputs), env)
+    else:
+        env = {"__builtins__": builtins, "inf": float("inf"), "nan": float("nan")}
+        value = eval(compile(program, "<value>", "eval"), env)
+    try:
+        text = _repr(value)
+    except BaseException as e:  # noqa: BLE001
+        return _code_for(e), None, None, "the return value has no repr: " + _describe(e)
+    text = _exact(text, value_cap + 1)
+    if _len(text) > value_cap:
+        return _TOO_LARGE, text[:value_cap], None, "the return value's repr exceeds max_value_bytes"
+    try:
+        blob = _dumps(value, 4)
+    except BaseException:  # noqa: BLE001 - not plain data: compared by nothing
+        blob = None
+    if blob is not None and _len(blob) > 2 * value_cap:
+        return _TOO_LARGE, text, None, "the return value exceeds max_value_bytes"
+    return _OK, text, blob, None
+
+
+def _run(job):
+    kind, program, inputs, random_seed, recursion_limit, digits, value_cap = job
+    try:
+        random.seed(random_seed)
+        sys.setrecursionlimit(recursion_limit)
+        sys.set_int_max_str_digits(digits)
+        report = _execute(kind, program, inputs, value_cap)
+    except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+        report = (_code_for(e), None, None, _describe(e))
+    try:
+        _stdout.flush()
+    except BaseException:  # noqa: BLE001
+        pass
+    try:
+        data = _dumps(report, 4)
+    except BaseException:  # noqa: BLE001
+        data = _dumps((_ERROR, None, None, "the result could not be encoded"), 4)
+    view = memoryview(data)
+    while view:
+        n = _write(3, view)
+        view = view[n:]
+    _exit(0)
+
+
+def _main():
+    paths = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *_extra_paths})
+    version = sys.version.split()[0]
+    gc.collect()
+    gc.freeze()
+    job = _ext._zygote_serve(paths, _workdir, version)
+    if job is None:
+        _exit(0)
+    try:
+        _run(job)
+    finally:
+        _exit(1)
+
+
+_main()
