@@ -117,26 +117,35 @@ impl Pool {
             counters: Counters::default(),
             isolation: Mutex::new(None),
         });
-        // Probe: start (and keep) one zygote on this thread's behalf to check the set-up.
-        let probe = Zygote::spawn(&shared, 0).map_err(|e| ExecError::Unavailable(e.to_string()))?;
-        drop(probe);
         let (tx, rx) = crossbeam_channel::unbounded::<Task>();
+        // Each worker starts its first zygote before taking jobs and reports here, so a broken
+        // installation fails now with a clear error, and the first jobs find warm workers.
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<StartResult>(cfg.workers);
         let mut threads = Vec::new();
         for i in 0..cfg.workers {
             let rx = rx.clone();
             let sh = shared.clone();
+            let ready = ready_tx.clone();
             let t = std::thread::Builder::new()
                 .name(format!("azr-executor-{i}"))
                 // Decoding and comparing values recurses as deep as the data nests.
                 .stack_size(32 << 20)
-                .spawn(move || worker_main(rx, sh))?;
+                .spawn(move || worker_main(rx, sh, ready))?;
             threads.push(t);
         }
-        Ok(Pool {
+        drop(ready_tx);
+        let pool = Pool {
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             shared,
-        })
+        };
+        for r in ready_rx.iter() {
+            if let Err(e) = r {
+                pool.close();
+                return Err(ExecError::Unavailable(e));
+            }
+        }
+        Ok(pool)
     }
 
     pub fn limits(&self) -> &Limits {
@@ -292,12 +301,21 @@ pub fn blobs_equal(a: &[u8], b: &[u8]) -> bool {
 
 // ---- workers -------------------------------------------------------------------------------
 
-fn worker_main(rx: Receiver<Task>, shared: Arc<Shared>) {
+type StartResult = std::result::Result<(), String>;
+
+fn worker_main(rx: Receiver<Task>, shared: Arc<Shared>, ready: Sender<StartResult>) {
     let mut w = Worker {
         shared: shared.clone(),
         zygotes: Vec::new(),
         tick: 0,
     };
+    let started = w.zygote(0).map(|_| ()).map_err(|e| e.to_string());
+    let failed = started.is_err();
+    let _ = ready.send(started);
+    drop(ready);
+    if failed {
+        return;
+    }
     loop {
         if shared.closing.load(Ordering::SeqCst) {
             // Drain so every reply is still called once.

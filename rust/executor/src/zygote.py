@@ -43,6 +43,14 @@ import traceback  # noqa: E402,F401
 import typing  # noqa: E402,F401
 import unicodedata  # noqa: E402,F401
 
+
+def _quit(code=None):
+    raise SystemExit(code)
+
+
+# `site` (skipped with -S) normally provides these; programs call them.
+builtins.exit = builtins.quit = _quit
+
 # Child report codes (mirrored in outcome.rs).
 _OK, _ERROR, _MEMORY, _TOO_LARGE, _VIOLATION = 0, 1, 2, 3, 4
 _ERROR_CAP = 4000
