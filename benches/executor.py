@@ -146,9 +146,8 @@ def main() -> None:
     print("| design | executions/s | p50 ms | p99 ms | azr speed-up |")
     print("|---|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(
-            f"| {name} | {r['rate']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {base / r['rate']:.2f}x |"
-        )
+        cells = f"{r['rate']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {base / r['rate']:.2f}x"
+        print(f"| {name} | {cells} |")
 
 
 if __name__ == "__main__":
