@@ -1,0 +1,449 @@
+"""The policy learner: one clipped policy-gradient step per batch of self-play samples.
+
+Per step: TRR++ advantages over the batch (six task-type x role groups), each sample's advantage
+broadcast to its response tokens, a PPO-style clipped ratio against the generator's logprobs,
+token-mean over the whole batch, gradient accumulation over micro-batches, clipping, AdamW.
+
+Batch layout. Each micro-batch is ``[left padding][prompt][response][right padding]``: prompts
+are left-padded to end in the same column, so all response positions are the last ``R + 1``
+columns and only their logits are computed (``logits_to_keep``); positions come from the
+attention mask, so padding never shifts a token's position. This is the same layout the torch
+generation backend decodes with, which keeps the recomputed logprobs equal to the generator's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import torch
+
+from azr.generation.base import CheckpointWeights, InProcessWeights
+from azr.models import (
+    TinyModelSpec,
+    Tokenizer,
+    load_model,
+    load_weights_into,
+    save_model,
+)
+from azr.rl.advantages import trr_advantages
+from azr.rl.batch import GROUP_NAMES, NUM_GROUPS, Sample, TrainBatch
+from azr.rl.checkpoint import atomic_directory, resolve_checkpoint
+from azr.rl.config import LearnerConfig
+from azr.rl.loss import entropy_from_logits, kl_penalty, ppo_clip_loss, token_logprobs
+
+__all__ = ["Learner", "StepMetrics"]
+
+_STATE_FILE = "learner_state.pt"
+_META_FILE = "learner.json"
+_REFERENCE_DIR = "reference"
+
+
+class StepMetrics(msgspec.Struct, frozen=True):
+    """What one optimiser step did.
+
+    ``loss`` is the full objective (policy + KL - entropy terms), token-mean over the batch.
+    ``kl`` is the KL estimate to the reference policy (0 when disabled) and ``entropy`` the mean
+    per-token entropy of the current policy. ``clip_frac`` is the fraction of response tokens whose
+    gradient the ratio clip removed; ``ratio_mean``/``ratio_max_dev`` describe ``pi / pi_old``
+    over response tokens (``ratio_max_dev`` = max |ratio - 1|, 0 for a fully on-policy batch up to
+    rounding). ``grad_norm`` is before clipping; a non-finite one skips the update
+    (``skipped``). ``tokens`` counts response tokens trained on; ``tokens_per_s`` counts every
+    non-padding token the step processed (prompts included) per second of wall time.
+    ``reward_mean``/``reward_std`` are per group present in the batch, keyed like
+    ``"deduction.propose"``.
+    """
+
+    step: int
+    loss: float
+    pg_loss: float
+    kl: float
+    entropy: float
+    clip_frac: float
+    ratio_mean: float
+    ratio_max_dev: float
+    grad_norm: float
+    lr: float
+    samples: int
+    tokens: int
+    total_tokens: int
+    seconds: float
+    tokens_per_s: float
+    skipped: bool
+    reward_mean: dict[str, float]
+    reward_std: dict[str, float]
+
+
+class _LearnerMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: int
+    step: int
+    config: LearnerConfig
+
+
+_META_ENCODER = msgspec.json.Encoder()
+_META_DECODER = msgspec.json.Decoder(_LearnerMeta)
+
+
+@dataclass(frozen=True, slots=True)
+class _MicroBatch:
+    input_ids: torch.Tensor  # (b, P + R)
+    attention_mask: torch.Tensor  # (b, P + R)
+    position_ids: torch.Tensor  # (b, P + R)
+    targets: torch.Tensor  # (b, R) response tokens, padded
+    mask: torch.Tensor  # (b, R) bool, True on real response tokens
+    old_logp: torch.Tensor  # (b, R)
+    advantages: torch.Tensor  # (b, R) per-sample advantage broadcast over its tokens
+    response_len: int  # R
+    total_tokens: int  # non-padding tokens in input_ids
+
+
+def _collate(
+    samples: Sequence[Sample], advantages: torch.Tensor, pad_id: int, device: torch.device
+) -> _MicroBatch:
+    P = max(len(s.prompt_ids) for s in samples)
+    R = max(1, max(len(s.response_ids) for s in samples))
+    rows, masks, targets, old = [], [], [], []
+    for s in samples:
+        p, r = len(s.prompt_ids), len(s.response_ids)
+        rows.append([pad_id] * (P - p) + [*s.prompt_ids, *s.response_ids] + [pad_id] * (R - r))
+        masks.append([0] * (P - p) + [1] * (p + r) + [0] * (R - r))
+        targets.append([*s.response_ids] + [pad_id] * (R - r))
+        old.append([*s.old_logprobs] + [0.0] * (R - r))
+    input_ids = torch.tensor(rows, dtype=torch.long)  # (b, P + R)
+    attention_mask = torch.tensor(masks, dtype=torch.long)  # (b, P + R)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (b, P + R)
+    lengths = torch.tensor([len(s.response_ids) for s in samples])  # (b,)
+    mask = torch.arange(R)[None, :] < lengths[:, None]  # (b, R)
+    adv = advantages[:, None].expand(-1, R).float()  # (b, R)
+    return _MicroBatch(
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        position_ids=position_ids.to(device),
+        targets=torch.tensor(targets, dtype=torch.long).to(device),
+        mask=mask.to(device),
+        old_logp=torch.tensor(old, dtype=torch.float32).to(device),
+        advantages=adv.to(device),
+        response_len=R,
+        total_tokens=int(attention_mask.sum()),
+    )
+
+
+def _response_logits(model: Any, mb: _MicroBatch) -> torch.Tensor:
+    """Logits predicting each response token: ``(b, R, V)``."""
+    out = model(
+        input_ids=mb.input_ids,
+        attention_mask=mb.attention_mask,
+        position_ids=mb.position_ids,
+        use_cache=False,
+        logits_to_keep=mb.response_len + 1,
+    )
+    logits: torch.Tensor = out.logits
+    return logits[:, :-1]  # (b, R, V): column P-1 predicts the first response token
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Learner:
+    """Owns the policy being trained, its optimiser and its checkpoints.
+
+    Weights are float32 master weights; on CUDA the forward runs under bfloat16 autocast. The
+    policy's version is the number of optimiser steps taken (``step``); completions sampled from
+    a backend synced to version ``v`` carry ``weight_version == v``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Tokenizer,
+        config: LearnerConfig | None = None,
+        *,
+        ref_model: Any = None,
+    ) -> None:
+        self.config = config = config or LearnerConfig()
+        self.device = _resolve_device(config.device)
+        self.tokenizer = tokenizer
+        self.model = model.to(self.device)
+        self.ref_model: Any = None
+        if config.kl_coef > 0:
+            # Snapshot before gradient checkpointing is switched on: the reference only infers.
+            ref = ref_model if ref_model is not None else copy.deepcopy(self.model)
+            self.ref_model = ref.to(self.device).eval().requires_grad_(False)
+        if config.gradient_checkpointing:
+            kwargs = {"use_reentrant": False}
+            if hasattr(self.model, "activation_checkpointing_enable"):
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:  # the older name of the same switch
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        self.model.train()
+
+        # Decay only matrices: shrinking norm gains or biases towards zero is not regularisation.
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW(
+            groups, lr=config.lr, betas=config.betas, eps=config.adam_eps
+        )
+        warmup = config.warmup_steps
+
+        def lr_factor(step: int) -> float:
+            return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
+        self.step_count = 0
+
+    # ----------------------------------------------------------------------------------------
+    # Construction
+    # ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str] | None,
+        config: LearnerConfig | None = None,
+        *,
+        spec: TinyModelSpec | None = None,
+        seed: int = 0,
+    ) -> Learner:
+        """A learner on a Hugging Face model directory, or the tiny model when ``path`` is None."""
+        model, tokenizer = load_model(path, spec=spec, seed=seed)
+        return cls(model, tokenizer, config)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike[str], config: LearnerConfig | None = None
+    ) -> Learner:
+        """Resume from :meth:`save_checkpoint` output; ``config`` defaults to the saved one."""
+        path = resolve_checkpoint(path)
+        meta = _META_DECODER.decode(Path(path, _META_FILE).read_bytes())
+        model, tokenizer = load_model(path)
+        learner = cls(model, tokenizer, config or meta.config)
+        learner.load_checkpoint(path)
+        return learner
+
+    # ----------------------------------------------------------------------------------------
+    # Training
+    # ----------------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda" and self.config.bf16_autocast:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _micro_batches(
+        self, samples: Sequence[Sample], advantages: torch.Tensor
+    ) -> Iterator[_MicroBatch]:
+        size = self.config.micro_batch_size
+        for start in range(0, len(samples), size):
+            chunk = samples[start : start + size]
+            if any(s.response_ids for s in chunk):
+                yield _collate(
+                    chunk,
+                    advantages[start : start + size],
+                    self.tokenizer.pad_token_id,
+                    self.device,
+                )
+
+    def step(self, batch: TrainBatch | Sequence[Sample]) -> StepMetrics:
+        """One optimiser step on ``batch``; advantages are normalised over exactly this batch."""
+        t0 = time.perf_counter()
+        cfg = self.config
+        samples = batch.samples if isinstance(batch, TrainBatch) else tuple(batch)
+        if not samples:
+            raise ValueError("empty batch")
+        lengths = torch.tensor([len(s.response_ids) for s in samples])  # (N,)
+        rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)  # (N,)
+        groups = torch.tensor([s.group for s in samples])  # (N,)
+        n_tokens = int(lengths.sum())
+        if n_tokens == 0:
+            raise ValueError("batch has no response tokens")
+        advantages = trr_advantages(
+            rewards,
+            groups,
+            lengths,
+            weighting=cfg.advantage_weighting,
+            num_groups=NUM_GROUPS,
+            eps=cfg.advantage_eps,
+        )  # (N,)
+
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums = {"loss": 0.0, "pg": 0.0, "kl": 0.0, "entropy": 0.0, "clipped": 0.0, "ratio": 0.0}
+        ratio_max_dev = 0.0
+        total_tokens = 0
+        for mb in self._micro_batches(samples, advantages):
+            total_tokens += mb.total_tokens
+            mask = mb.mask.float()  # (b, R)
+            with self._autocast():
+                logits = _response_logits(self.model, mb)  # (b, R, V)
+            logp = token_logprobs(logits, mb.targets)  # (b, R)
+            pg, clipped, ratio = ppo_clip_loss(
+                logp,
+                mb.old_logp,
+                mb.advantages,
+                clip_low=cfg.clip_low,
+                clip_high=cfg.clip_high,
+            )
+            per_token = pg  # (b, R)
+            kl = torch.zeros_like(pg)
+            if self.ref_model is not None:
+                with torch.no_grad(), self._autocast():
+                    ref_logits = _response_logits(self.ref_model, mb)
+                kl = kl_penalty(logp, token_logprobs(ref_logits, mb.targets), cfg.kl_estimator)
+                per_token = per_token + cfg.kl_coef * kl
+            if cfg.entropy_coef > 0:
+                entropy = entropy_from_logits(logits)  # (b, R)
+                per_token = per_token - cfg.entropy_coef * entropy
+            else:
+                with torch.no_grad():
+                    entropy = entropy_from_logits(logits.detach())
+            # Dividing by the whole batch's token count (not the micro-batch's) makes the
+            # accumulated gradient exactly that of the batch's token-mean loss.
+            loss = (per_token * mask).sum() / n_tokens
+            loss.backward()  # type: ignore[no-untyped-call]
+
+            with torch.no_grad():
+                sums["loss"] += float(loss.detach())
+                sums["pg"] += float((pg.detach() * mask).sum())
+                sums["kl"] += float((kl.detach() * mask).sum())
+                sums["entropy"] += float((entropy.detach() * mask).sum())
+                sums["clipped"] += float((clipped.float() * mask).sum())
+                sums["ratio"] += float((ratio.detach() * mask).sum())
+                dev = ((ratio.detach() - 1.0).abs() * mask).max()
+                ratio_max_dev = max(ratio_max_dev, float(dev))
+
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        )
+        lr = float(self.scheduler.get_last_lr()[0])
+        skipped = not torch.isfinite(torch.tensor(grad_norm)).item()
+        if skipped:
+            # A non-finite gradient would destroy the weights; drop this update entirely.
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step_count += 1
+
+        reward_mean: dict[str, float] = {}
+        reward_std: dict[str, float] = {}
+        for g in sorted(set(groups.tolist())):
+            r = rewards[groups == g].double()
+            reward_mean[GROUP_NAMES[g]] = float(r.mean())
+            reward_std[GROUP_NAMES[g]] = float(r.std(correction=0))
+        seconds = time.perf_counter() - t0
+        return StepMetrics(
+            step=self.step_count,
+            loss=sums["loss"],
+            pg_loss=sums["pg"] / n_tokens,
+            kl=sums["kl"] / n_tokens,
+            entropy=sums["entropy"] / n_tokens,
+            clip_frac=sums["clipped"] / n_tokens,
+            ratio_mean=sums["ratio"] / n_tokens,
+            ratio_max_dev=ratio_max_dev,
+            grad_norm=grad_norm,
+            lr=lr,
+            samples=len(samples),
+            tokens=n_tokens,
+            total_tokens=total_tokens,
+            seconds=seconds,
+            tokens_per_s=total_tokens / seconds if seconds > 0 else 0.0,
+            skipped=skipped,
+            reward_mean=reward_mean,
+            reward_std=reward_std,
+        )
+
+    @torch.no_grad()
+    def compute_logprobs(self, samples: Sequence[Sample]) -> list[list[float]]:
+        """The current policy's log-probability of each response token (as used in ``step``)."""
+        samples = tuple(samples)
+        out: list[list[float]] = [[] for _ in samples]
+        dummy = torch.zeros(len(samples))
+        size = self.config.micro_batch_size
+        for start in range(0, len(samples), size):
+            chunk = samples[start : start + size]
+            mb = _collate(chunk, dummy[: len(chunk)], self.tokenizer.pad_token_id, self.device)
+            with self._autocast():
+                logp = token_logprobs(_response_logits(self.model, mb), mb.targets)  # (b, R)
+            for i, s in enumerate(chunk):
+                out[start + i] = logp[i, : len(s.response_ids)].tolist()
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # Weights for generation backends
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def weight_version(self) -> int:
+        return self.step_count
+
+    def weights(self) -> InProcessWeights:
+        """The live parameters for an in-process backend (which copies them before returning)."""
+        return InProcessWeights(self.model.state_dict(), self.step_count)
+
+    def export_weights(self, path: str | os.PathLike[str]) -> CheckpointWeights:
+        """Write a Hugging Face model directory (atomically) for a server to load."""
+        with atomic_directory(path) as tmp:
+            save_model(self.model, self.tokenizer, tmp)
+        return CheckpointWeights(path=os.fspath(Path(path).absolute()), version=self.step_count)
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpoints
+    # ----------------------------------------------------------------------------------------
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write weights (a loadable Hugging Face directory), optimiser, scheduler, RNG states and
+        the step counter. The write is atomic: ``path`` always holds one complete checkpoint."""
+        with atomic_directory(path) as tmp:
+            save_model(self.model, self.tokenizer, tmp)
+            if self.ref_model is not None:
+                self.ref_model.save_pretrained(tmp / _REFERENCE_DIR, safe_serialization=True)
+            state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": _rng_state(),
+                "step": self.step_count,
+            }
+            torch.save(state, tmp / _STATE_FILE)
+            meta = _LearnerMeta(format=1, step=self.step_count, config=self.config)
+            (tmp / _META_FILE).write_bytes(_META_ENCODER.encode(meta))
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote into this learner, in place."""
+        path = resolve_checkpoint(path)
+        load_weights_into(self.model, path)
+        reference = path / _REFERENCE_DIR
+        if self.ref_model is not None and reference.is_dir():
+            load_weights_into(self.ref_model, reference)
+        state = torch.load(path / _STATE_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        self.step_count = int(state["step"])

@@ -1,0 +1,235 @@
+"""The learner end to end on the tiny model: on-policy ratios, learning, micro-batching, resume."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import msgspec
+import pytest
+import torch
+import trio
+
+from azr.errors import ConfigError
+from azr.generation import Completion, SamplingParams, TorchBackend
+from azr.models import TinyModelSpec, load_model
+from azr.rl import (
+    ROLES,
+    TASK_TYPES,
+    Learner,
+    LearnerConfig,
+    Sample,
+    TrainBatch,
+    atomic_directory,
+    resolve_checkpoint,
+)
+
+PROMPTS = [f"<|user|>Write word {i}.<|assistant|>" for i in range(8)]
+
+
+def _is_lowercase_start(c: Completion) -> float:
+    return 1.0 if c.token_ids and 97 <= c.token_ids[0] <= 122 else 0.0
+
+
+def _samples(
+    learner: Learner, completions: list[list[Completion]], reward_fn: object = None
+) -> list[Sample]:
+    out = []
+    for i, (prompt, comps) in enumerate(zip(PROMPTS, completions, strict=True)):
+        ids = tuple(learner.tokenizer.encode(prompt))
+        for j, c in enumerate(comps):
+            reward = _is_lowercase_start(c) if reward_fn is None else float((i + j) % 3)
+            out.append(
+                Sample(
+                    prompt_ids=ids,
+                    response_ids=c.token_ids,
+                    old_logprobs=c.logprobs,
+                    reward=reward,
+                    task=TASK_TYPES[i % 3],
+                    role=ROLES[(i // 3) % 2],
+                    weight_version=c.weight_version,
+                )
+            )
+    return out
+
+
+def _rollout(learner: Learner, params: SamplingParams, reward_fn: object = None) -> list[Sample]:
+    backend = TorchBackend(learner.model, learner.tokenizer, device="cpu")
+
+    async def go() -> list[list[Completion]]:
+        await backend.update_weights(learner.weights())
+        return await backend.generate(PROMPTS, params)
+
+    return _samples(learner, trio.run(go), reward_fn)
+
+
+def _learner(spec: TinyModelSpec, **overrides: object) -> Learner:
+    model, tok = load_model(None, spec=spec, seed=0)
+    return Learner(model, tok, LearnerConfig.tiny_cpu(**overrides))
+
+
+def test_generator_logprobs_match_the_learner(tiny_spec: TinyModelSpec) -> None:
+    learner = _learner(tiny_spec, micro_batch_size=5)
+    samples = _rollout(learner, SamplingParams(n=3, max_new_tokens=12, seed=0), reward_fn=True)
+    recomputed = learner.compute_logprobs(samples)
+    for s, lp in zip(samples, recomputed, strict=True):
+        assert len(lp) == len(s.response_ids)
+        assert max(abs(a - b) for a, b in zip(s.old_logprobs, lp, strict=True)) < 1e-4
+    metrics = learner.step(samples)
+    assert metrics.ratio_max_dev < 1e-4
+    assert abs(metrics.ratio_mean - 1) < 1e-5
+    assert metrics.clip_frac == 0.0
+    assert metrics.grad_norm > 0 and not metrics.skipped
+    assert metrics.step == learner.step_count == 1
+    assert metrics.tokens == sum(len(s.response_ids) for s in samples)
+    assert set(metrics.reward_mean) <= {f"{t}.{r}" for t in TASK_TYPES for r in ROLES}
+
+
+def test_policy_learns_a_synthetic_reward(tiny_spec: TinyModelSpec) -> None:
+    """Reward 1 when the response starts with a lowercase ASCII letter (about 10% at init)."""
+    learner = _learner(tiny_spec, lr=1e-2)
+    backend = TorchBackend(learner.model, learner.tokenizer, device="cpu")
+    probe = SamplingParams(n=32, max_new_tokens=1, seed=12345)
+
+    async def success_rate() -> float:
+        res = await backend.generate(PROMPTS, probe)
+        return sum(_is_lowercase_start(c) for cs in res for c in cs) / (len(PROMPTS) * probe.n)
+
+    async def train() -> tuple[float, float]:
+        before = await success_rate()
+        for step in range(25):
+            res = await backend.generate(PROMPTS, SamplingParams(n=4, max_new_tokens=3, seed=step))
+            metrics = learner.step(_samples(learner, res))
+            assert metrics.ratio_max_dev < 1e-3  # the backend is synced every step
+            assert await backend.update_weights(learner.weights()) == learner.step_count
+        return before, await success_rate()
+
+    before, after = trio.run(train)
+    assert before < 0.2
+    assert after > before + 0.4
+
+
+def test_micro_batching_does_not_change_the_update(tiny_spec: TinyModelSpec) -> None:
+    whole = _learner(tiny_spec, micro_batch_size=64)
+    samples = _rollout(whole, SamplingParams(n=2, max_new_tokens=6, seed=1), reward_fn=True)
+    pieces = _learner(tiny_spec, micro_batch_size=3)
+    m_whole, m_pieces = whole.step(samples), pieces.step(samples)
+    assert m_whole.loss == pytest.approx(m_pieces.loss, abs=1e-6)
+    assert m_whole.grad_norm == pytest.approx(m_pieces.grad_norm, rel=1e-4)
+    # Compare the accumulated (clipped) gradients, which the step leaves in place: Adam's first
+    # update is about lr * sign(grad), so parameters would amplify rounding in near-zero grads.
+    for a, b in zip(whole.model.parameters(), pieces.model.parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_spec: TinyModelSpec) -> None:
+    plain = _learner(tiny_spec)
+    samples = _rollout(plain, SamplingParams(n=2, max_new_tokens=5, seed=2), reward_fn=True)
+    ckpt = _learner(tiny_spec, gradient_checkpointing=True)
+    a, b = plain.step(samples), ckpt.step(samples)
+    assert a.loss == pytest.approx(b.loss, abs=1e-6)
+    assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-4)
+
+
+def test_kl_and_entropy_terms(tiny_spec: TinyModelSpec) -> None:
+    learner = _learner(tiny_spec, kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01)
+    samples = _rollout(learner, SamplingParams(n=2, max_new_tokens=5, seed=3), reward_fn=True)
+    first = learner.step(samples)
+    assert first.kl == pytest.approx(0.0, abs=1e-6)  # the reference is the initial policy
+    assert first.entropy > 0
+    # After moving, the policy differs from its reference.
+    for _ in range(3):
+        last = learner.step(samples)
+    assert last.kl > 0
+
+
+def test_checkpoint_resume_is_exact(tmp_path: Path, tiny_spec: TinyModelSpec) -> None:
+    learner = _learner(tiny_spec, warmup_steps=3, micro_batch_size=7, kl_coef=0.05)
+    samples = _rollout(learner, SamplingParams(n=2, max_new_tokens=6, seed=4), reward_fn=True)
+    for _ in range(2):
+        learner.step(samples)
+    path = tmp_path / "ckpt"
+    learner.save_checkpoint(path)
+    # The draws that follow the save point: a resumed run must see the same ones.
+    rng_at_save = torch.get_rng_state()
+    expected = (torch.rand(2), random.random())
+    torch.set_rng_state(rng_at_save)
+
+    continued = learner.step(samples)
+    resumed = Learner.from_checkpoint(path)
+    assert resumed.step_count == 2
+    assert resumed.config == learner.config
+    again = resumed.step(samples)
+
+    assert again.loss == continued.loss
+    assert again.lr == continued.lr
+    for a, b in zip(learner.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+    fresh = _learner(tiny_spec, warmup_steps=3, micro_batch_size=7, kl_coef=0.05)
+    torch.manual_seed(99)
+    random.seed(99)
+    fresh.load_checkpoint(path)
+    assert fresh.step_count == 2
+    draws = (torch.rand(2), random.random())
+    assert torch.equal(draws[0], expected[0]) and draws[1] == expected[1]
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path, tiny_spec: TinyModelSpec) -> None:
+    learner = _learner(tiny_spec)
+    path = tmp_path / "ckpt"
+    learner.save_checkpoint(path)
+    files = sorted(p.name for p in path.iterdir())
+
+    class Crash(Exception):
+        pass
+
+    with pytest.raises(Crash), atomic_directory(path) as tmp:
+        (tmp / "half-written").write_text("x")
+        raise Crash
+    assert sorted(p.name for p in path.iterdir()) == files
+    assert os.listdir(tmp_path) == ["ckpt"]  # no temporary directory left behind
+
+    # A crash between the two renames of a replace leaves only the backup: it is found.
+    os.rename(path, tmp_path / ".ckpt.old")
+    assert resolve_checkpoint(path) == tmp_path / ".ckpt.old"
+    assert Learner.from_checkpoint(path).step_count == 0
+    learner.save_checkpoint(path)
+    assert os.listdir(tmp_path) == ["ckpt"]
+    assert {"config.json", "model.safetensors", "learner_state.pt"} <= set(os.listdir(path))
+
+
+def test_export_weights_is_a_loadable_model_dir(tmp_path: Path, tiny_spec: TinyModelSpec) -> None:
+    learner = _learner(tiny_spec)
+    source = learner.export_weights(tmp_path / "export")
+    assert source.version == 0
+    model, _ = load_model(source.path)
+    for a, b in zip(learner.model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_messages_round_trip_and_validate() -> None:
+    sample = Sample((1, 2), (3,), (-0.5,), 1.0, "induction", "propose", weight_version=4)
+    batch = TrainBatch((sample,))
+    wire = msgspec.msgpack.encode(batch)
+    assert msgspec.msgpack.decode(wire, type=TrainBatch) == batch
+    with pytest.raises(ValueError):
+        Sample((1,), (3, 4), (-0.5,), 1.0, "induction", "propose")
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.msgpack.decode(
+            msgspec.msgpack.encode({**msgspec.to_builtins(sample), "task": "riddle"}), type=Sample
+        )
+    with pytest.raises(ConfigError):
+        LearnerConfig(clip_low=1.5)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(b'{"learning_rate": 1.0}', type=LearnerConfig)
+
+
+def test_batches_without_tokens_are_rejected(tiny_spec: TinyModelSpec) -> None:
+    learner = _learner(tiny_spec)
+    with pytest.raises(ValueError):
+        learner.step([])
+    with pytest.raises(ValueError):
+        learner.step([Sample((1,), (), (), 1.0, "deduction", "solve")])
