@@ -246,6 +246,7 @@ pub unsafe fn enter(
     req: &Request,
     stdout_w: Option<RawFd>,
     result_w: RawFd,
+    job_r: RawFd,
     zygote_pid: libc::pid_t,
 ) -> Result<(), SetupError> {
     let step = |name: &'static str| {
@@ -266,16 +267,23 @@ pub unsafe fn enter(
             error: io::Error::other("the zygote died"),
         });
     }
-    // Descriptors: 0 <- /dev/null, 1 <- stdout pipe (or /dev/null), 2 <- /dev/null, 3 <- result.
-    // Targets 0..2 first: every source fd is >= 3, so none is overwritten before it is used.
+    // Descriptors: 0 <- /dev/null, 1 <- stdout pipe (or /dev/null), 2 <- /dev/null, 3 <- result,
+    // 4 <- the job (read once, then closed). Sources move above the targets first, so no dup2
+    // can overwrite a source that is still needed.
     let null = prep.devnull.as_raw_fd();
     let fds = || -> io::Result<()> {
+        let high = |fd: RawFd| -> io::Result<RawFd> {
+            let h = libc::fcntl(fd, libc::F_DUPFD, 100);
+            check(h).map(|_| h)
+        };
+        let out = high(stdout_w.unwrap_or(null))?;
+        let res = high(result_w)?;
+        let job = high(job_r)?;
         check(libc::dup2(null, 0))?;
-        check(libc::dup2(stdout_w.unwrap_or(null), 1))?;
+        check(libc::dup2(out, 1))?;
         check(libc::dup2(null, 2))?;
-        if result_w != 3 {
-            check(libc::dup2(result_w, 3))?;
-        }
+        check(libc::dup2(res, 3))?;
+        check(libc::dup2(job, 4))?;
         Ok(())
     };
     fds().map_err(step("descriptors"))?;
@@ -304,7 +312,7 @@ pub unsafe fn enter(
             });
         }
     }
-    close_from(4);
+    close_from(5);
     if prep.seccomp {
         let filter = seccomp_filter(libc::getpid(), prep.landlock_abi == 0);
         install_filter(&filter).map_err(step("seccomp"))?;

@@ -42,6 +42,10 @@ fn set_nonblocking(fd: RawFd) {
 }
 
 /// The zygote's main loop. Returns in the zygote only on shutdown, and in each child once.
+///
+/// After every job the zygote forks the next child at once ("spare"), which sandboxes itself and
+/// waits for its job on a pipe; fork and set-up then overlap with the host's turn-around instead
+/// of adding to every job's latency.
 pub fn serve(read_paths: &[PathBuf], workdir: &Path, python: &str) -> io::Result<Forked> {
     // SAFETY: ignoring SIGINT; the host handles Ctrl-C and closes our stdin.
     unsafe {
@@ -59,29 +63,79 @@ pub fn serve(read_paths: &[PathBuf], workdir: &Path, python: &str) -> io::Result
         python: python.to_string(),
     };
     write_frame(&mut *output, &hello.encode())?;
+    let mut spare: Option<Spare> = None;
     loop {
         let Some(frame) = read_frame(&mut *input)? else {
+            if let Some(s) = spare.take() {
+                s.discard();
+            }
             return Ok(Forked::Shutdown);
         };
         let req = Request::decode(&frame)?;
-        match run_one(&prep, &req)? {
-            Some(resp) => write_frame(&mut *output, &resp.encode())?,
-            None => return Ok(Forked::Child(req.job)),
+        let child = match spare.take() {
+            Some(s) if s.key == SpareKey::of(&req) => s,
+            other => {
+                if let Some(s) = other {
+                    s.discard();
+                }
+                match fork_child(&prep, &req)? {
+                    Fork::Parent(s) => s,
+                    Fork::Child(job) => return Ok(Forked::Child(job)),
+                }
+            }
+        };
+        let resp = child.run(&frame, &req);
+        clean_workdir(&prep.workdir);
+        write_frame(&mut *output, &resp.encode())?;
+        match fork_child(&prep, &req)? {
+            Fork::Parent(s) => spare = Some(s),
+            Fork::Child(job) => return Ok(Forked::Child(job)),
         }
     }
 }
 
-/// Forks one child. Returns `None` in the child (sandboxed), the observed response in the zygote.
-fn run_one(prep: &Prepared, req: &Request) -> io::Result<Option<Response>> {
+/// What a spare child was prepared for; a request with other limits needs a fresh child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SpareKey {
+    cpu_secs: u64,
+    memory_bytes: u64,
+    capture_stdout: bool,
+}
+
+impl SpareKey {
+    fn of(req: &Request) -> SpareKey {
+        SpareKey {
+            cpu_secs: req.cpu_secs,
+            memory_bytes: req.memory_bytes,
+            capture_stdout: req.capture_stdout,
+        }
+    }
+}
+
+/// A forked, sandboxed child waiting for its job.
+struct Spare {
+    pid: libc::pid_t,
+    key: SpareKey,
+    job_w: OwnedFd,
+    out_r: Option<OwnedFd>,
+    res_r: OwnedFd,
+}
+
+enum Fork {
+    Parent(Spare),
+    Child(ChildJob),
+}
+
+fn fork_child(prep: &Prepared, req: &Request) -> io::Result<Fork> {
     let out = if req.capture_stdout {
         Some(pipe()?)
     } else {
         None
     };
     let (res_r, res_w) = pipe()?;
+    let (job_r, job_w) = pipe()?;
     // SAFETY: getpid/fork in a single-threaded process.
     let zygote = unsafe { libc::getpid() };
-    let start = Instant::now();
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -90,7 +144,14 @@ fn run_one(prep: &Prepared, req: &Request) -> io::Result<Option<Response>> {
         let out_w = out.as_ref().map(|(_, w)| w.as_raw_fd());
         // SAFETY: we are the freshly forked, single-threaded child.
         unsafe {
-            if let Err(e) = sandbox::enter(prep, req, out_w, res_w.as_raw_fd(), zygote) {
+            if let Err(e) = sandbox::enter(
+                prep,
+                req,
+                out_w,
+                res_w.as_raw_fd(),
+                job_r.as_raw_fd(),
+                zygote,
+            ) {
                 // No marker was written, so the zygote knows this text is ours, not a program's.
                 let msg = e.to_string();
                 if libc::write(res_w.as_raw_fd(), msg.as_ptr().cast(), msg.len()) < 0 {
@@ -99,20 +160,63 @@ fn run_one(prep: &Prepared, req: &Request) -> io::Result<Option<Response>> {
                 libc::_exit(SANDBOX_FAILED_EXIT);
             }
         }
-        // Descriptors >= 4 are already closed by `enter`; forget them instead of closing twice.
+        // Descriptors >= 5 are already closed by `enter`; forget them instead of closing twice.
         std::mem::forget(out);
-        std::mem::forget(res_r);
-        std::mem::forget(res_w);
-        return Ok(None);
+        std::mem::forget((res_r, res_w, job_r, job_w));
+        // SAFETY: fd 4 is the job pipe, ours alone; it is closed before the program runs.
+        let mut jobs = unsafe { std::fs::File::from_raw_fd(4) };
+        let job = read_frame(&mut jobs)
+            .ok()
+            .flatten()
+            .and_then(|f| Request::decode(&f).ok())
+            .map(|r| r.job);
+        drop(jobs);
+        match job {
+            Some(j) => return Ok(Fork::Child(j)),
+            // The zygote went away or sent garbage: nothing to run.
+            None => unsafe { libc::_exit(0) },
+        }
     }
-    drop(res_w);
+    drop((res_w, job_r));
     let out_r = out.map(|(r, w)| {
         drop(w);
         r
     });
-    let resp = supervise(pid, start, req, out_r, res_r);
-    clean_workdir(&prep.workdir);
-    Ok(Some(resp))
+    Ok(Fork::Parent(Spare {
+        pid,
+        key: SpareKey::of(req),
+        job_w,
+        out_r,
+        res_r,
+    }))
+}
+
+impl Spare {
+    fn run(self, frame: &[u8], req: &Request) -> Response {
+        let start = Instant::now();
+        let Spare {
+            pid,
+            job_w,
+            out_r,
+            res_r,
+            ..
+        } = self;
+        // A child that died during set-up makes this fail with EPIPE; `supervise` reports why.
+        let mut w = std::fs::File::from(job_w);
+        let _ = write_frame(&mut w, frame);
+        drop(w);
+        supervise(pid, start, req, out_r, res_r)
+    }
+
+    /// Kills and reaps an unused spare.
+    fn discard(self) {
+        // SAFETY: our own unreaped child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            let mut status = 0;
+            libc::waitpid(self.pid, &mut status, 0);
+        }
+    }
 }
 
 struct Sink {
