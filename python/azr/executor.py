@@ -15,17 +15,18 @@ marshalled encoding that Rust decodes and compares.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import msgspec
 
 from . import _executor
-from .errors import ExecutorClosed
+from .errors import ExecutorClosed, InvalidJob
 
 __all__ = ["Execution", "Executor", "Job", "Limits", "Status", "values_equal"]
 
@@ -269,7 +270,8 @@ class Executor:
         """Runs jobs in parallel across the workers; results in the order given."""
         raw = [_job_tuple(j) for j in jobs]
         self._check_open()
-        return [_execution(t) for t in self._pool.run_batch(raw)]
+        with _unicode_is_invalid_job():
+            return [_execution(t) for t in self._pool.run_batch(raw)]
 
     async def run_async(
         self,
@@ -290,7 +292,18 @@ class Executor:
 
         raw = [_job_tuple(j) for j in jobs]
         self._check_open()
-        return [_execution(t) for t in await run_batch_async(self._pool, raw)]
+        with _unicode_is_invalid_job():
+            return [_execution(t) for t in await run_batch_async(self._pool, raw)]
+
+
+@contextlib.contextmanager
+def _unicode_is_invalid_job() -> Iterator[None]:
+    # Text that cannot be encoded (lone surrogates) cannot reach a sandbox; the binding reports
+    # it while converting the batch, before anything runs.
+    try:
+        yield
+    except UnicodeEncodeError as e:
+        raise InvalidJob(f"job text is not valid Unicode: {e.reason} at index {e.start}") from e
 
 
 def _job_tuple(job: Job) -> tuple[int, str, str, str | None, int, int]:

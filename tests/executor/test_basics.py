@@ -114,6 +114,8 @@ def test_invalid_arguments_raise_typed_errors(ex: Executor) -> None:
         ex.run_batch(["def f(): return 1"])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         ex.run(123)  # type: ignore[arg-type]
+    with pytest.raises(InvalidJob, match="Unicode"):
+        ex.run("def f():\n    return '\udc80'")
     with pytest.raises(OverflowError):
         ex.run(ADD, "1, 2", hash_seed=-1)
     with pytest.raises(ConfigError):
