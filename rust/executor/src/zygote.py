@@ -160,7 +160,29 @@ def _run(job):
     _exit(0)
 
 
+# Trusted warm-up programs, run once in the zygote before it freezes its heap: the interpreter's
+# lazily built state (parser tables, method caches, interned names, codec and repr machinery)
+# then lives in pages every child shares, instead of being rebuilt, and copied, in each child.
+_WARMUP = [
+    ("def f(s, n):\n    return sorted(set(s.split()), key=len)[:n]", "'a bb ccc a', 2"),
+    ("def f(d):\n    return {k: v * 2 for k, v in d.items() if k.isalpha()}", "{'a': 1, '2': 3}"),
+    ("def f(xs):\n    out = []\n    for i, x in enumerate(xs):\n        out.append((x, i))\n"
+     "    return tuple(out), xs.count(1), ''.join(map(str, xs)).zfill(8)", "[3, 1, 2, 1]"),
+    ("def f(t):\n    return t.replace('a', 'b').upper().strip().find('B'), t[::-1], f'{t!r:>5}'",
+     "' abc '"),
+    ("def f(a, b=2.5):\n    return [a ** b, divmod(a, 3), abs(-a), round(b), 1e300 * 10, None]", "7"),
+]
+
+
+def _warm_up():
+    for program, inputs in _WARMUP:
+        _execute(0, program, inputs, 1 << 16)
+    _execute(1, "[{1: (2.0, 'x', b'y', None, True)}, {3}, frozenset(), -1j, inf]", "", 1 << 16)
+    random.seed(0)
+
+
 def _main():
+    _warm_up()
     paths = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *_extra_paths})
     version = sys.version.split()[0]
     gc.collect()
