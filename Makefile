@@ -7,12 +7,12 @@ EXT := $(VENV)/.ext-built
 export PYO3_PYTHON := $(abspath $(BIN)/python)
 RUST_SOURCES := $(shell find rust -type f \( -name '*.rs' -o -name '*.py' -o -name Cargo.toml \)) Cargo.toml pyproject.toml
 
-.PHONY: run test setup build lint cargo-test pytest bench clean
+.PHONY: run test setup build lint typecheck cargo-test pytest bench clean
 
 run: build
 	$(BIN)/python benches/executor.py
 
-test: build lint cargo-test pytest
+test: build lint typecheck cargo-test pytest
 
 setup: $(DEPS)
 
@@ -35,6 +35,11 @@ lint: $(DEPS)
 	cargo clippy --all-targets --all-features --quiet -- -D warnings
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
+
+# Type checks need the built extension (the stub is checked against it).
+typecheck: build
+	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest azr._executor
 
 cargo-test:
 	cargo test --quiet

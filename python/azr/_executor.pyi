@@ -2,27 +2,32 @@
 
 from collections.abc import Callable
 from os import PathLike
+from typing import Self, final
 
 _LimitsTuple = tuple[float, float, int, int, int, int, int, int, bool]
 _JobTuple = tuple[int, str, str, str | None, int, int]
 _ResultTuple = tuple[str, str | None, str | None, str, float, float, int, bool | None, bytes | None]
 
+__all__ = ["ZYGOTE_SOURCE", "CancelToken", "Pool", "_zygote_serve", "values_equal"]
+
 ZYGOTE_SOURCE: str
 
+@final
 class CancelToken:
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Self: ...
     def cancel(self) -> None: ...
     @property
     def cancelled(self) -> bool: ...
 
+@final
 class Pool:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         workers: int,
         python: str | PathLike[str],
         extension: str | PathLike[str],
         limits: _LimitsTuple,
-    ) -> None: ...
+    ) -> Self: ...
     def run_batch(self, jobs: list[_JobTuple]) -> list[_ResultTuple]: ...
     def submit(
         self,
