@@ -17,10 +17,9 @@ def cruxeval_rows() -> list[dict[str, str]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def child_pids() -> set[int]:
-    """Direct children of this process (the executor's zygotes), from /proc."""
-    me = os.getpid()
-    out = set()
+def processes() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, state) of every process, from /proc."""
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -28,27 +27,24 @@ def child_pids() -> set[int]:
             with open(f"/proc/{entry}/stat") as f:
                 stat = f.read()
         except OSError:
-            continue
-        # Field 4 is the parent pid; the command name (field 2) may contain spaces.
+            continue  # exited while we looked
+        # The command name (field 2) may contain spaces and parentheses; split after it.
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == me:
-            out.add(int(entry))
+        out.append((int(entry), int(fields[1]), fields[0]))
     return out
+
+
+def child_pids() -> set[int]:
+    """Direct children of this process (the executor's zygotes)."""
+    me = os.getpid()
+    return {pid for pid, ppid, _ in processes() if ppid == me}
 
 
 def descendants(root: int) -> list[tuple[int, str]]:
     """(pid, state) of every process below root."""
     parents: dict[int, list[tuple[int, str]]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents.setdefault(int(fields[1]), []).append((int(entry), fields[0]))
+    for pid, ppid, state in processes():
+        parents.setdefault(ppid, []).append((pid, state))
     found, stack = [], [root]
     while stack:
         for pid, state in parents.get(stack.pop(), []):
