@@ -314,7 +314,7 @@ pub unsafe fn enter(
     }
     close_from(5);
     if prep.seccomp {
-        let filter = seccomp_filter(libc::getpid(), prep.landlock_abi == 0);
+        let filter = child_filter(libc::getpid(), prep.landlock_abi == 0);
         install_filter(&filter).map_err(step("seccomp"))?;
     }
     // The marker goes out last: from here on, anything is the program's doing.
@@ -397,14 +397,26 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-/// Syscalls refused outright, with the errno the program sees.
+/// Process creation, refused to children only: the zygote itself must fork.
+fn denied_to_children() -> Vec<(libc::c_long, i32)> {
+    use libc::*;
+    #[allow(unused_mut)]
+    let mut v: Vec<(c_long, i32)> = vec![
+        (SYS_clone, EPERM),
+        // ENOSYS makes libc fall back to clone(), which is refused above.
+        (SYS_clone3, ENOSYS),
+        (SYS_pidfd_open, EPERM),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend_from_slice(&[(SYS_fork, EPERM), (SYS_vfork, EPERM)]);
+    v
+}
+
+/// Syscalls refused outright to the zygote and (by inheritance) every child.
 fn denied() -> Vec<(libc::c_long, i32)> {
     use libc::*;
     let eperm = EPERM;
     let mut v: Vec<(c_long, i32)> = vec![
-        (SYS_clone, eperm),
-        // ENOSYS makes libc fall back to clone(), which is refused above.
-        (SYS_clone3, ENOSYS),
         (SYS_execve, eperm),
         (SYS_execveat, eperm),
         (SYS_socket, eperm),
@@ -413,7 +425,6 @@ fn denied() -> Vec<(libc::c_long, i32)> {
         (SYS_process_vm_readv, eperm),
         (SYS_process_vm_writev, eperm),
         (SYS_kcmp, eperm),
-        (SYS_pidfd_open, eperm),
         (SYS_pidfd_send_signal, eperm),
         (SYS_pidfd_getfd, eperm),
         (SYS_mount, eperm),
@@ -461,13 +472,7 @@ fn denied() -> Vec<(libc::c_long, i32)> {
         (SYS_fspick, eperm),
     ];
     #[cfg(target_arch = "x86_64")]
-    v.extend_from_slice(&[
-        (SYS_fork, eperm),
-        (SYS_vfork, eperm),
-        (SYS_mknod, eperm),
-        (SYS_iopl, eperm),
-        (SYS_ioperm, eperm),
-    ]);
+    v.extend_from_slice(&[(SYS_mknod, eperm), (SYS_iopl, eperm), (SYS_ioperm, eperm)]);
     v
 }
 
@@ -515,8 +520,8 @@ fn denied_without_landlock() -> Vec<libc::c_long> {
     v
 }
 
-/// Builds the filter for a child whose pid is `pid`: signals may go only to itself.
-pub fn seccomp_filter(pid: libc::pid_t, deny_writes: bool) -> Vec<SockFilter> {
+fn filter_head() -> Vec<SockFilter> {
+    #[allow(unused_mut)]
     let mut f = vec![
         stmt(LD_W_ABS, OFF_ARCH),
         jump(JEQ_K, AUDIT_ARCH, 1, 0),
@@ -529,15 +534,36 @@ pub fn seccomp_filter(pid: libc::pid_t, deny_writes: bool) -> Vec<SockFilter> {
         f.push(jump(JGE_K, 0x4000_0000, 0, 1));
         f.push(stmt(RET_K, RET_ERRNO | libc::EPERM as u32));
     }
-    for (nr, errno) in denied() {
-        f.push(jump(JEQ_K, nr as u32, 0, 1));
-        f.push(stmt(RET_K, RET_ERRNO | errno as u32));
+    f
+}
+
+fn deny_all(f: &mut Vec<SockFilter>, rules: &[(libc::c_long, i32)]) {
+    for (nr, errno) in rules {
+        f.push(jump(JEQ_K, *nr as u32, 0, 1));
+        f.push(stmt(RET_K, RET_ERRNO | *errno as u32));
     }
+}
+
+/// The zygote's own filter, inherited by every child. Installed once per zygote, so the long
+/// list costs nothing per execution (the kernel compiles each filter when it is installed).
+pub fn zygote_filter() -> Vec<SockFilter> {
+    let mut f = filter_head();
+    deny_all(&mut f, &denied());
+    f.push(stmt(RET_K, RET_ALLOW));
+    f
+}
+
+/// The short filter each child adds for itself (pid `pid`): no process creation, signals only
+/// to itself, and, without Landlock, no writes anywhere.
+pub fn child_filter(pid: libc::pid_t, deny_writes: bool) -> Vec<SockFilter> {
+    let mut f = filter_head();
+    deny_all(&mut f, &denied_to_children());
     if deny_writes {
-        for nr in denied_without_landlock() {
-            f.push(jump(JEQ_K, nr as u32, 0, 1));
-            f.push(stmt(RET_K, RET_ERRNO | libc::EPERM as u32));
-        }
+        let rules: Vec<_> = denied_without_landlock()
+            .into_iter()
+            .map(|nr| (nr, libc::EPERM))
+            .collect();
+        deny_all(&mut f, &rules);
     }
     // Blocks that inspect arguments load them into the accumulator, so each ends in a return.
     let me = pid as u32;
@@ -618,7 +644,8 @@ mod tests {
     fn restrict(deny_writes: bool) {
         unsafe {
             assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-            install_filter(&seccomp_filter(libc::getpid(), deny_writes)).unwrap();
+            install_filter(&zygote_filter()).unwrap();
+            install_filter(&child_filter(libc::getpid(), deny_writes)).unwrap();
         }
     }
 
@@ -628,8 +655,11 @@ mod tests {
 
     #[test]
     fn filter_jumps_stay_in_bounds() {
-        for deny in [false, true] {
-            let f = seccomp_filter(1234, deny);
+        for f in [
+            zygote_filter(),
+            child_filter(1234, false),
+            child_filter(1234, true),
+        ] {
             assert!(f.len() < 4096);
             for (i, ins) in f.iter().enumerate() {
                 if ins.code & 0x07 == 0x05 {
@@ -641,6 +671,8 @@ mod tests {
             }
             assert_eq!(f.last().unwrap().k, RET_ALLOW);
         }
+        // The per-child part stays short: it is compiled once per execution.
+        assert!(child_filter(1234, false).len() < 60);
     }
 
     #[test]

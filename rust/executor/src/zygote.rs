@@ -53,6 +53,16 @@ pub fn serve(read_paths: &[PathBuf], workdir: &Path, python: &str) -> io::Result
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let prep = Prepared::new(read_paths, workdir)?;
+    if prep.seccomp {
+        // SAFETY: a filter on this single-threaded process; it leaves fork, signals and files
+        // (all the zygote needs) alone.
+        unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            sandbox::install_filter(&sandbox::zygote_filter())?;
+        }
+    }
     // fds 0 and 1 belong to the protocol; never close them from here.
     let mut input = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
     let mut output = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
