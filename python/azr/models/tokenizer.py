@@ -133,7 +133,15 @@ class Tokenizer:
         return len(self.hf)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.hf.encode(text, add_special_tokens=False))
+        try:
+            return list(self.hf.encode(text, add_special_tokens=False))
+        except TypeError as e:
+            # Lone surrogates have no UTF-8 form; say so instead of the binding's generic error.
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as u:
+                raise ValueError(f"text is not valid Unicode (lone surrogate at {u.start})") from e
+            raise
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
         return str(
