@@ -67,7 +67,7 @@ _CODE_LINE = st.text(alphabet=string.ascii_letters + string.digits + " ()[]'=+-:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(_CODE_LINE, min_size=1, max_size=5).map("\n".join).filter(lambda s: s.strip("\n")),
+    st.lists(_CODE_LINE, min_size=1, max_size=5).map("\n".join).filter(lambda s: s.strip()),
     _CODE_LINE.filter(lambda s: s.strip()),
     st.text(alphabet=string.ascii_letters + " \n", max_size=40),
 )
