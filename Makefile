@@ -9,8 +9,10 @@ RUST_SOURCES := $(shell find rust -type f \( -name '*.rs' -o -name '*.py' -o -na
 
 .PHONY: run test setup build lint typecheck cargo-test pytest bench clean
 
+# A few self-play steps of the tiny model on the CPU, in a fresh output folder each time.
+RUN_DIR ?= runs/tiny-cpu-$(shell date +%Y%m%d-%H%M%S)
 run: build
-	$(BIN)/python benches/executor.py
+	$(BIN)/azr train --preset tiny-cpu --set run.output_dir=$(RUN_DIR)
 
 test: build lint typecheck cargo-test pytest
 

@@ -1,0 +1,155 @@
+"""The coordinator: reward assembly, and the whole actor graph driven by a scripted policy.
+
+The loop tests run every real part (runtime, sandbox, buffers, tiny learner on CPU, checkpoints)
+and replace only the sampling of responses by :class:`ScriptedBackend`, so that valid and
+invalid proposals, right and wrong answers and learnability rates all occur.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from azr.actors.coordinator import (
+    ProposalRecord,
+    SolveRecord,
+    StepData,
+    build_batch,
+    proposal_reward,
+    step_metrics,
+)
+from azr.actors.messages import ProposalVerdict, Rollout
+from azr.models import Tokenizer
+from azr.rewards import RewardConfig
+from azr.runtime import ActorFailed
+from azr.tasks import SEED_TRIPLET, Reason, TaskType
+from azr.train import train_async
+from azr.verify import Verdict
+
+from ._support import ScriptedBackend, tiny_config, trio_test
+
+REWARDS = RewardConfig()
+GROUPS = [f"{role}/{t}/reward" for role in ("propose", "solve") for t in TaskType]
+
+
+def _rollout(tag: int, finish: str = "stop") -> Rollout:
+    return Rollout((1, tag), (2, tag), (-1.0, -1.0), "", finish, 0)  # type: ignore[arg-type]
+
+
+def test_proposer_rewards_follow_validity_and_learnability() -> None:
+    def record(reason: Reason, learn: list[Reason] | None = None) -> ProposalRecord:
+        verdict = ProposalVerdict(reason, triplet=SEED_TRIPLET if reason is Reason.OK else None)
+        return ProposalRecord(rollout=_rollout(0), verdict=verdict, learnability=learn)
+
+    ok, wrong = Reason.OK, Reason.WRONG
+    assert proposal_reward(record(ok, [ok, wrong, wrong, wrong]), REWARDS) == 0.75
+    assert proposal_reward(record(ok, [ok, ok]), REWARDS) == 0.0  # too easy teaches nothing
+    assert proposal_reward(record(ok, [wrong, Reason.FORMAT]), REWARDS) == 0.0  # too hard
+    assert proposal_reward(record(Reason.ERROR), REWARDS) == -0.5
+    assert proposal_reward(record(Reason.FORMAT), REWARDS) == -1.0
+    # Nothing to conclude: the executor failed, or no learnability rollout could be scored.
+    assert proposal_reward(record(Reason.INTERNAL), REWARDS) is None
+    assert proposal_reward(record(ok, [Reason.INTERNAL]), REWARDS) is None
+
+
+def test_the_batch_is_ordered_and_leaves_out_what_cannot_be_scored() -> None:
+    data = StepData(step=1)
+    ok = ProposalVerdict(Reason.OK, triplet=SEED_TRIPLET)
+    data.proposals[TaskType.ABDUCTION] = {
+        1: ProposalRecord(rollout=_rollout(11), verdict=ok, learnability=[Reason.OK, Reason.WRONG]),
+        0: ProposalRecord(rollout=_rollout(10), verdict=ProposalVerdict(Reason.TIMEOUT)),
+        2: ProposalRecord(rollout=_rollout(12), verdict=ProposalVerdict(Reason.INTERNAL)),
+    }
+    data.solves[TaskType.DEDUCTION] = {
+        1: SolveRecord(rollout=_rollout(21), verdict=Verdict(False, -1.0, Reason.FORMAT)),
+        0: SolveRecord(rollout=_rollout(20), verdict=Verdict(True, 1.0, Reason.OK)),
+        2: SolveRecord(rollout=_rollout(22, "abort"), verdict=Verdict(True, 1.0, Reason.OK)),
+        3: SolveRecord(rollout=_rollout(23), verdict=Verdict(False, 0.0, Reason.INVALID_TASK)),
+    }
+    samples = build_batch(data, REWARDS).samples
+    assert [(s.role, s.task, s.response_ids[1], s.reward) for s in samples] == [
+        ("propose", "abduction", 10, -0.5),
+        ("propose", "abduction", 11, 0.5),
+        ("solve", "deduction", 20, 1.0),
+        ("solve", "deduction", 21, -1.0),
+    ]
+    m = step_metrics(data, REWARDS)
+    assert m["propose/abduction/count"] == 3 and m["propose/abduction/valid"] == 1 / 3
+    assert m["propose/abduction/rejected/timeout"] == 1
+    assert m["propose/abduction/solve_rate"] == 0.5
+    assert m["solve/deduction/accuracy"] == 2 / 3  # the unscored one is not counted
+    assert "solve/abduction/accuracy" not in m  # nothing measured is left out, not NaN
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@trio_test(timeout=120)
+async def test_two_steps_with_a_scripted_policy(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    backend = ScriptedBackend(tokenizer)
+    config = tiny_config(
+        tmp_path, "run.steps=2", "selfplay.seed_buffer_size=3", "selfplay.seed_max_rounds=2"
+    )
+    result = await train_async(config, backend=backend)
+    assert result.completed and result.last_step == 2
+    assert backend.versions == [1, 2] and backend.closed
+
+    seed, *steps = _records(Path(result.metrics))
+    assert seed["step"] == 0 and seed["seed/rounds"] >= 1
+    assert seed["buffer/deduction/size"] >= 3  # seeding filled it with valid proposals
+    assert [r["step"] for r in steps] == [1, 2]
+    for record in steps:
+        assert all(key in record for key in GROUPS), record.keys()
+        assert record["learner/grad_norm"] > 0
+        assert record["executor/executions"] > 0
+        assert record["actor/verifier/handled"] > 0
+    both = {k: v for r in steps for k, v in r.items()}
+    assert any(0 < both.get(f"propose/{t}/solve_rate", 0) < 1 for t in TaskType)
+    assert any(k.endswith("rejected/error") for k in both)
+    assert any(k.endswith("rejected/format") for k in both)
+    assert any(both.get(f"solve/{t}/accuracy", 0) > 0 for t in TaskType)
+    assert steps[-1]["buffer/induction/size"] > 1
+
+    assert result.checkpoint is not None and Path(result.checkpoint).name == "step-000002"
+    assert steps[-1]["checkpoint"] == result.checkpoint
+    assert (Path(result.checkpoint) / "buffers" / "induction.msgpack").is_file()
+
+
+@trio_test(timeout=120)
+async def test_async_mode_bounds_staleness(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    backend = ScriptedBackend(tokenizer, delay_s=0.05)
+    config = tiny_config(tmp_path, "run.steps=3", "run.mode=async", "run.max_staleness=1")
+    result = await train_async(config, backend=backend)
+    assert result.completed
+    records = _records(Path(result.metrics))[1:]
+    assert [r["weights/version"] for r in records] == [1, 2, 3]
+    assert all(r["weights/staleness_max"] <= 1 for r in records)
+
+
+@trio_test(timeout=60)
+async def test_a_failing_backend_fails_the_run_by_name(
+    tmp_path: Path, tokenizer: Tokenizer
+) -> None:
+    def respond(prompt: str, sample: int) -> str:
+        raise RuntimeError("the server went away")
+
+    backend = ScriptedBackend(tokenizer, respond)
+    with pytest.raises(ActorFailed, match="proposer") as failure:
+        await train_async(tiny_config(tmp_path), backend=backend)
+    assert isinstance(failure.value.__cause__, RuntimeError)
+    assert backend.closed  # resources are released on the way out
+
+
+def test_resuming_needs_the_flag_when_checkpoints_exist(tmp_path: Path) -> None:
+    from azr.errors import ConfigError
+    from azr.train import train
+
+    step = tmp_path / "checkpoints" / "step-000001"
+    step.mkdir(parents=True)
+    (step / "state.json").write_text("{}")
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_config(tmp_path))
