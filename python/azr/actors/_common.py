@@ -5,18 +5,19 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 import trio
 
-from azr.actors.messages import GenerationStats, Rollout, WorkId
+from azr.actors.messages import GenerationStats, Rollout, VerifierWork, WorkId
 from azr.generation.base import Completion, SamplingParams
 from azr.models.tokenizer import Tokenizer
 from azr.runtime import ActorContext, Mailbox
 
 __all__ = [
     "ANSWER_STOP",
+    "GenerationActor",
     "Generator",
     "PromptFormat",
     "derive_seed",
@@ -190,3 +191,38 @@ async def generate_rollouts(
         generated_tokens=generated,
     )
     return out, stats
+
+
+ChunkT = TypeVar("ChunkT", bound=msgspec.Struct)
+
+
+class GenerationActor(Generic[ChunkT]):
+    """What the proposer and the solver share: a backend, how prompts are framed, base
+    sampling, an inbox of chunks served ``concurrency`` at a time, and the verifier's mailbox.
+    Subclasses say what one chunk becomes in :meth:`handle`."""
+
+    def __init__(
+        self,
+        *,
+        backend: Generator,
+        tokenizer: Tokenizer,
+        prompt_format: PromptFormat,
+        sampling: SamplingParams,
+        inbox: Mailbox[ChunkT],
+        verifier: Mailbox[VerifierWork],
+        concurrency: int = 1,
+    ) -> None:
+        self._backend = backend
+        self._tokenizer = tokenizer
+        self._format = prompt_format
+        self._sampling = sampling
+        self._inbox = inbox
+        self._verifier = verifier
+        self._concurrency = concurrency
+
+    async def __call__(self, ctx: ActorContext) -> None:
+        ctx.started()
+        await serve(ctx, self._inbox, self.handle, self._concurrency)
+
+    async def handle(self, chunk: ChunkT) -> None:
+        raise NotImplementedError

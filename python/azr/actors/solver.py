@@ -10,41 +10,15 @@ from __future__ import annotations
 
 import msgspec
 
-from azr.actors._common import Generator, PromptFormat, generate_rollouts, serve, tell
-from azr.actors.messages import CheckSolutions, SolveChunk, VerifierWork
-from azr.generation.base import SamplingParams
-from azr.models.tokenizer import Tokenizer
-from azr.runtime import ActorContext, Mailbox
+from azr.actors._common import GenerationActor, generate_rollouts, tell
+from azr.actors.messages import CheckSolutions, SolveChunk
 from azr.tasks.prompts import solve_prompt
 
 __all__ = ["Solver"]
 
 
-class Solver:
+class Solver(GenerationActor[SolveChunk]):
     """An actor run (``system.start_actor("solver", Solver(...), mailboxes=[inbox])``)."""
-
-    def __init__(
-        self,
-        *,
-        backend: Generator,
-        tokenizer: Tokenizer,
-        prompt_format: PromptFormat,
-        sampling: SamplingParams,
-        inbox: Mailbox[SolveChunk],
-        verifier: Mailbox[VerifierWork],
-        concurrency: int = 1,
-    ) -> None:
-        self._backend = backend
-        self._tokenizer = tokenizer
-        self._format = prompt_format
-        self._sampling = sampling
-        self._inbox = inbox
-        self._verifier = verifier
-        self._concurrency = concurrency
-
-    async def __call__(self, ctx: ActorContext) -> None:
-        ctx.started()
-        await serve(ctx, self._inbox, self.handle, self._concurrency)
 
     async def handle(self, chunk: SolveChunk) -> None:
         """Generate ``chunk.n`` answers per task and hand them to the verifier."""
