@@ -218,8 +218,10 @@ class Executor:
         """Which isolation layers protect executions on this host.
 
         ``landlock_abi`` (0 when the kernel has none; then nothing is writable at all and reads
-        are not confined), ``seccomp`` (process, socket and signal filtering), ``rlimits`` and
-        ``process_session`` (always on), and the worker ``python`` version.
+        are not confined), ``seccomp`` (process, socket and signal filtering),
+        ``workdir_limit_bytes`` (the size of the private tmpfs a program's files live in; 0
+        without CAP_SYS_ADMIN, when the directory is a plain one, still emptied after every
+        run), ``rlimits`` and ``process_session`` (always on), and the worker ``python``.
         """
         info = dict(self._pool.isolation())
         info["rlimits"] = True

@@ -199,6 +199,18 @@ def test_filesystem_outside_its_directory_is_off_limits(fast: Executor, tmp_path
     assert fast.run(prog("import os\nreturn os.listdir('.')")).value == "[]"
 
 
+def test_files_a_program_writes_are_capped_and_dropped(fast: Executor) -> None:
+    cap = fast.isolation()["workdir_limit_bytes"]
+    body = "for i in range(1000):\n    open(f'x{i}', 'wb').write(b'x' * (8 << 20))"
+    r = fast.run(prog(body))
+    if cap:
+        # A private tmpfs: the disk never sees more than the cap.
+        assert r.status is Status.ERROR and "No space left on device" in (r.error or "")
+    else:
+        assert r.status in (Status.ERROR, Status.TIMEOUT)
+    assert fast.run(prog("import os\nreturn os.listdir('.')")).value == "[]"
+
+
 def test_host_environment_is_invisible(fast: Executor) -> None:
     os.environ["AZR_TEST_SECRET"] = "s3cret"
     try:

@@ -120,3 +120,16 @@ def _ppid(pid: int) -> int:
             return int(f.read().rsplit(") ", 1)[1].split()[1])
     except OSError:
         return -1
+
+
+def test_directories_of_dead_hosts_are_swept() -> None:
+    import tempfile
+    from pathlib import Path
+
+    # A pid that cannot be alive (above the kernel's pid_max).
+    stale = Path(tempfile.gettempdir()) / "azr-exec-4194399-0"
+    stale.mkdir(exist_ok=True)
+    (stale / "leftover").write_text("x")
+    with Executor(workers=1):
+        pass
+    assert not stale.exists()

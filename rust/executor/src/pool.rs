@@ -58,6 +58,7 @@ pub struct PoolConfig {
 pub struct Isolation {
     pub landlock_abi: u32,
     pub seccomp: bool,
+    pub workdir_bytes: u64,
     pub python: String,
 }
 
@@ -110,6 +111,7 @@ impl Pool {
                 "workers must be in [1, 1024]".into(),
             ));
         }
+        remove_stale_workdirs();
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             closing: AtomicBool::new(false),
@@ -521,7 +523,8 @@ impl Zygote {
         // Process-wide, so several pools in one process never share a directory.
         static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
         let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-        let workdir = std::env::temp_dir().join(format!("azr-exec-{}-{n}", std::process::id()));
+        let workdir =
+            std::env::temp_dir().join(format!("{WORKDIR_PREFIX}{}-{n}", std::process::id()));
         std::fs::create_dir_all(&workdir)?;
         let mut cmd = Command::new(&cfg.python);
         // No -E/-I: they would also drop PYTHONHASHSEED. The environment is cleared instead.
@@ -595,6 +598,7 @@ impl Zygote {
             *iso = Some(Isolation {
                 landlock_abi: hello.landlock_abi,
                 seccomp: hello.seccomp,
+                workdir_bytes: hello.workdir_bytes,
                 python: hello.python,
             });
         }
@@ -666,6 +670,28 @@ impl Zygote {
                 }
                 return Err(RunError::Zygote(format!("read: {e}")));
             }
+        }
+    }
+}
+
+const WORKDIR_PREFIX: &str = "azr-exec-";
+
+/// Removes work directories left by hosts that died without cleaning up (named after the host's
+/// pid, which no longer exists).
+fn remove_stale_workdirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(WORKDIR_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }

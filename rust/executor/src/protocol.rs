@@ -68,6 +68,8 @@ pub struct Hello {
     pub pid: u32,
     pub landlock_abi: u32,
     pub seccomp: bool,
+    /// Size cap of the private tmpfs work directory; 0 when it is a plain directory.
+    pub workdir_bytes: u64,
     pub python: String,
 }
 
@@ -251,6 +253,7 @@ impl Hello {
         w.u32(self.pid)
             .u32(self.landlock_abi)
             .u8(self.seccomp as u8)
+            .u64(self.workdir_bytes)
             .bytes(self.python.as_bytes());
         w.0
     }
@@ -261,6 +264,7 @@ impl Hello {
             pid: r.u32()?,
             landlock_abi: r.u32()?,
             seccomp: r.bool()?,
+            workdir_bytes: r.u64()?,
             python: r.string()?,
         };
         r.finish()?;
@@ -350,6 +354,18 @@ mod tests {
             sandbox_error: Some("setsid: EPERM".into()),
         };
         assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn hello_round_trips() {
+        let h = Hello {
+            pid: 7,
+            landlock_abi: 6,
+            seccomp: true,
+            workdir_bytes: 64 << 20,
+            python: "3.11.7".into(),
+        };
+        assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
     }
 
     #[test]

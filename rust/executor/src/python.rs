@@ -190,6 +190,7 @@ impl PyPool {
         if let Some(i) = self.pool.isolation() {
             d.set_item("landlock_abi", i.landlock_abi)?;
             d.set_item("seccomp", i.seccomp)?;
+            d.set_item("workdir_limit_bytes", i.workdir_bytes)?;
             d.set_item("python", i.python)?;
         }
         Ok(d)

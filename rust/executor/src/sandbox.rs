@@ -95,6 +95,8 @@ fn fs_rights(abi: u32) -> u64 {
 pub struct Prepared {
     pub landlock_abi: u32,
     pub seccomp: bool,
+    /// Size of the private tmpfs mounted on the work directory; 0 when it is a plain directory.
+    pub workdir_bytes: u64,
     ruleset: Option<OwnedFd>,
     pub workdir: PathBuf,
     workdir_c: CString,
@@ -184,6 +186,13 @@ pub const SYSTEM_READ_PATHS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32"];
 impl Prepared {
     /// `read_paths`: where the interpreter and its standard library live (its prefixes).
     pub fn new(read_paths: &[PathBuf], workdir: &Path) -> io::Result<Prepared> {
+        // Before the Landlock rule is made: the rule binds the directory's inode, which must be
+        // the tmpfs root, not the directory it covers.
+        let workdir_bytes = if private_tmpfs(workdir) {
+            WORKDIR_BYTES
+        } else {
+            0
+        };
         let mut paths: Vec<PathBuf> = SYSTEM_READ_PATHS.iter().map(PathBuf::from).collect();
         paths.extend(read_paths.iter().cloned());
         let abi = landlock_abi();
@@ -198,6 +207,7 @@ impl Prepared {
             .open("/dev/null")?;
         let devnull = high_fd(devnull.into())?;
         Ok(Prepared {
+            workdir_bytes,
             landlock_abi: if ruleset.is_some() { abi } else { 0 },
             seccomp: seccomp_available(),
             ruleset,
@@ -205,6 +215,44 @@ impl Prepared {
             workdir_c: cstr(workdir)?,
             devnull,
         })
+    }
+}
+
+/// Bytes the programs of one zygote may keep in their directory, when it is a private tmpfs.
+pub const WORKDIR_BYTES: u64 = 64 << 20;
+
+/// Gives the zygote its own mount namespace with a size-capped tmpfs on the work directory, so
+/// a program writing files until its timeout fills at most that, never the host's disk.
+/// Needs CAP_SYS_ADMIN; without it the directory stays a plain one (still emptied after every
+/// run) and this returns false.
+fn private_tmpfs(workdir: &Path) -> bool {
+    let Ok(dir) = cstr(workdir) else { return false };
+    let opts = CString::new(format!("size={WORKDIR_BYTES},mode=0700")).expect("no NUL");
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: plain syscalls with valid C strings; they affect only this (zygote) process.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return false;
+        }
+        // Private propagation first, so nothing mounted here is seen by the host.
+        if libc::mount(
+            null,
+            c"/".as_ptr(),
+            null,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return false;
+        }
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        libc::mount(
+            c"azr".as_ptr(),
+            dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            flags,
+            opts.as_ptr().cast(),
+        ) == 0
     }
 }
 

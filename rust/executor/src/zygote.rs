@@ -70,6 +70,7 @@ pub fn serve(read_paths: &[PathBuf], workdir: &Path, python: &str) -> io::Result
         pid: std::process::id(),
         landlock_abi: prep.landlock_abi,
         seccomp: prep.seccomp,
+        workdir_bytes: prep.workdir_bytes,
         python: python.to_string(),
     };
     write_frame(&mut *output, &hello.encode())?;
