@@ -11,6 +11,8 @@ import msgspec
 import trio
 import trio.testing
 
+from azr.runtime import ActorContext
+
 P = ParamSpec("P")
 
 
@@ -65,3 +67,9 @@ async def wait_until_gone(pid: int) -> None:
     """Wait for ``pid`` to die; a process killed by signal may take a moment to be torn down."""
     while process_alive(pid):
         await trio.sleep(0.01)
+
+
+async def idle(ctx: ActorContext) -> None:
+    """An actor that is ready at once and then does nothing until cancelled."""
+    ctx.started()
+    await trio.sleep_forever()

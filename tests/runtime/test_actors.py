@@ -20,12 +20,7 @@ from azr.runtime import (
     open_mailbox,
 )
 
-from ._support import Job, trio_test
-
-
-async def idle(ctx: ActorContext) -> None:
-    ctx.started()
-    await trio.sleep_forever()
+from ._support import Job, idle, trio_test
 
 
 @trio_test()

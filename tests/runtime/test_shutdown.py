@@ -22,12 +22,7 @@ from azr.runtime import (
     open_actor_system,
 )
 
-from ._support import Job, Result, process_alive, trio_test
-
-
-async def idle(ctx: ActorContext) -> None:
-    ctx.started()
-    await trio.sleep_forever()
+from ._support import Job, Result, idle, process_alive, trio_test
 
 
 @trio_test(timeout=100)
