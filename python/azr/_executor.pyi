@@ -5,10 +5,12 @@ from os import PathLike
 from typing import Self, final
 
 _LimitsTuple = tuple[float, float, int, int, int, int, int, int, bool]
-_JobTuple = tuple[int, str, str, str | None, int, int]
+# (kind, program, inputs, expected, hash_seed, random_seed, clock_offset_s, time_limit_s, atol,
+#  rtol)
+_JobTuple = tuple[int, str, str, str | None, int, int, float, float | None, float, float]
 _ResultTuple = tuple[str, str | None, str | None, str, float, float, int, bool | None, bytes | None]
 
-__all__ = ["ZYGOTE_SOURCE", "CancelToken", "Pool", "_zygote_serve", "values_equal"]
+__all__ = ["ZYGOTE_SOURCE", "CancelToken", "Pool", "_zygote_prepare", "_zygote_serve", "values_equal"]
 
 ZYGOTE_SOURCE: str
 
@@ -44,7 +46,6 @@ class Pool:
     def isolation(self) -> dict[str, object]: ...
     def stats(self) -> dict[str, int]: ...
 
-def values_equal(a: bytes, b: bytes) -> bool: ...
-def _zygote_serve(
-    read_paths: list[str], workdir: str, python: str
-) -> tuple[int, str, str, int, int, int, int] | None: ...
+def values_equal(a: bytes, b: bytes, atol: float = 0.0, rtol: float = 0.0) -> bool: ...
+def _zygote_prepare(read_paths: list[str], staging: str, config: str) -> str: ...
+def _zygote_serve(python: str) -> tuple[int, str, str, int, int, int, int, int] | None: ...

@@ -89,6 +89,7 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _CALL, _EVAL = 0, 1
+_JobTuple = tuple[int, str, str, str | None, int, int, float, float | None, float, float]
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -107,13 +108,27 @@ class Job(msgspec.Struct, frozen=True):
     random_seed: int = 0
     """Seed of the ``random`` module before the program starts."""
     kind: Literal["call", "eval"] = "call"
+    clock_offset_s: float = 0.0
+    """Seconds added to every wall clock the program reads: ``time.time``, ``time.time_ns``,
+    ``time.localtime``/``gmtime``/``ctime``/``asctime``/``strftime`` without an argument,
+    ``time.clock_gettime(CLOCK_REALTIME)`` and ``datetime.datetime.now``/``today``/``utcnow``,
+    ``datetime.date.today``. Give two runs of one program different offsets (e.g. 0 and
+    ``37_315_951.3``: about 1.2 years and odd hours, minutes and seconds) and a program whose
+    value depends on the date or time returns different values. Monotonic clocks and file
+    timestamps are not shifted."""
+    time_limit_s: float | None = None
+    """Wall-clock and CPU limit of this job, below the executor's (None: ``Limits``)."""
+    atol: float = 0.0
+    """With ``expected``: absolute float tolerance of the comparison (see :func:`values_equal`)."""
+    rtol: float = 0.0
+    """With ``expected``: relative float tolerance, times the expected value's magnitude."""
 
     @classmethod
     def eval(cls, text: str, *, expected: str | None = None, hash_seed: int = 0) -> Job:
         """A job that evaluates one expression (e.g. a predicted output) in the sandbox."""
         return cls(text, "", expected=expected, hash_seed=hash_seed, kind="eval")
 
-    def _as_tuple(self) -> tuple[int, str, str, str | None, int, int]:
+    def _as_tuple(self) -> _JobTuple:
         return (
             _EVAL if self.kind == "eval" else _CALL,
             self.program,
@@ -121,6 +136,10 @@ class Job(msgspec.Struct, frozen=True):
             self.expected,
             self.hash_seed,
             self.random_seed,
+            float(self.clock_offset_s),
+            None if self.time_limit_s is None else float(self.time_limit_s),
+            float(self.atol),
+            float(self.rtol),
         )
 
 
@@ -159,14 +178,19 @@ def _execution(t: _RawExecution) -> Execution:
     return Execution(_STATUS[t[0]], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8])
 
 
-def values_equal(a: Execution, b: Execution) -> bool:
+def values_equal(a: Execution, b: Execution, *, atol: float = 0.0, rtol: float = 0.0) -> bool:
     """Whether two executions returned equal plain-data values (Python ``==`` semantics on
     numbers, str, bytes, tuples, lists, dicts, sets; NaN equals NaN). Values of any other type
     never compare equal: an object with a lying ``__eq__`` cannot pass. Decoded and compared in
-    Rust; nothing is unpickled or evaluated here."""
+    Rust; nothing is unpickled or evaluated here, and the work is linear in the encodings' sizes
+    however much of a value is shared.
+
+    With ``atol``/``rtol``, numbers of which at least one is a float (or complex) are equal when
+    ``|a - b| <= atol + rtol * |b|`` (``b`` is the expected value; infinities must match,
+    integers and set members and dict keys stay exact)."""
     if a.encoded is None or b.encoded is None:
         return False
-    return _executor.values_equal(a.encoded, b.encoded)
+    return _executor.values_equal(a.encoded, b.encoded, atol, rtol)
 
 
 def _default_workers() -> int:
@@ -218,18 +242,25 @@ class Executor:
         """Which isolation layers protect executions on this host.
 
         ``landlock_abi`` (0 when the kernel has none; then nothing is writable at all and reads
-        are not confined), ``seccomp`` (process, socket and signal filtering),
-        ``workdir_limit_bytes`` (the size of the private tmpfs a program's files live in; 0
-        without CAP_SYS_ADMIN, when the directory is a plain one, still emptied after every
-        run), ``rlimits`` and ``process_session`` (always on), and the worker ``python``.
+        are not confined), ``seccomp`` (process, socket, signal, IPC, scheduling, ioctl and
+        xattr filtering), ``workdir_limit_bytes`` (the size of the tmpfs a program's files live
+        in; 0 when the directory is a plain one), ``sandbox_uid`` (the user id children run as;
+        0 when they keep the executor's), a boolean per host-dependent layer
+        (``unprivileged_uid``, ``mount_namespace``, ``ipc_namespace``, ``network_namespace``,
+        ``uts_namespace``, ``minimal_filesystem``, ``fresh_workdir``), ``unavailable``
+        (layer -> why the host forbids it), ``rlimits``, ``process_session`` and
+        ``private_job_data`` (always on), and the worker ``python``.
         """
         info = dict(self._pool.isolation())
         info["rlimits"] = True
         info["process_session"] = True
+        # Jobs go straight from this process into their child: no zygote ever holds one.
+        info["private_job_data"] = True
         return info
 
     def statistics(self) -> dict[str, int]:
-        """Counters since start: executions, zygotes started and lost, internal errors."""
+        """Counters since start: executions, zygotes started and lost, internal errors, and
+        rechecks (jobs re-run on a fresh zygote after the executor failed under them)."""
         return dict(self._pool.stats())
 
     def close(self) -> None:
@@ -254,9 +285,21 @@ class Executor:
         expected: str | None = None,
         hash_seed: int = 0,
         random_seed: int = 0,
+        clock_offset_s: float = 0.0,
+        atol: float = 0.0,
+        rtol: float = 0.0,
     ) -> Execution:
-        """Runs ``exec(program)`` then ``f(<inputs>)`` in a fresh sandbox."""
-        job = Job(program, inputs, expected=expected, hash_seed=hash_seed, random_seed=random_seed)
+        """Runs ``exec(program)`` then ``f(<inputs>)`` in a fresh sandbox (see :class:`Job`)."""
+        job = Job(
+            program,
+            inputs,
+            expected=expected,
+            hash_seed=hash_seed,
+            random_seed=random_seed,
+            clock_offset_s=clock_offset_s,
+            atol=atol,
+            rtol=rtol,
+        )
         return self.run_batch([job])[0]
 
     def evaluate(self, text: str, *, expected: str | None = None) -> Execution:
@@ -283,9 +326,21 @@ class Executor:
         expected: str | None = None,
         hash_seed: int = 0,
         random_seed: int = 0,
+        clock_offset_s: float = 0.0,
+        atol: float = 0.0,
+        rtol: float = 0.0,
     ) -> Execution:
         """:meth:`run` for trio: waits without blocking the event loop."""
-        job = Job(program, inputs, expected=expected, hash_seed=hash_seed, random_seed=random_seed)
+        job = Job(
+            program,
+            inputs,
+            expected=expected,
+            hash_seed=hash_seed,
+            random_seed=random_seed,
+            clock_offset_s=clock_offset_s,
+            atol=atol,
+            rtol=rtol,
+        )
         return (await self.run_batch_async([job]))[0]
 
     async def run_batch_async(self, jobs: Sequence[Job]) -> list[Execution]:
@@ -308,7 +363,7 @@ def _unicode_is_invalid_job() -> Iterator[None]:
         raise InvalidJob(f"job text is not valid Unicode: {e.reason} at index {e.start}") from e
 
 
-def _job_tuple(job: Job) -> tuple[int, str, str, str | None, int, int]:
+def _job_tuple(job: Job) -> _JobTuple:
     if not isinstance(job, Job):
         raise TypeError(f"expected azr.executor.Job, not {type(job).__name__}")
     return job._as_tuple()

@@ -5,11 +5,13 @@
 //! results and releases the GIL while the core works.
 
 pub mod error;
+pub mod fdpass;
 pub mod limits;
 pub mod outcome;
 pub mod pool;
 pub mod protocol;
 pub mod sandbox;
+pub mod supervisor;
 pub mod value;
 pub mod zygote;
 
@@ -20,3 +22,4 @@ pub use error::{ExecError, Result};
 pub use limits::Limits;
 pub use outcome::{Outcome, Status};
 pub use pool::{blobs_equal, Job, Pool, PoolConfig};
+pub use value::Tolerance;

@@ -3,22 +3,20 @@
 //! layer releases the GIL for the whole of a batch.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{ExecError, Result};
 use crate::limits::Limits;
 use crate::outcome::{classify, Outcome, Status};
-use crate::protocol::{write_frame, ChildJob, Hello, JobKind, Request, Response, MAX_FRAME};
+use crate::protocol::{ChildJob, JobKind, LayerReport, ZygoteConfig};
+use crate::supervisor::{RunError, SpawnConfig, Zygote};
 use crate::value;
 
 /// The Python source every zygote runs (bootstrap + child runner).
@@ -41,6 +39,28 @@ pub struct Job {
     pub expected: Option<String>,
     pub hash_seed: u32,
     pub random_seed: u64,
+    /// Seconds added to the wall clock the program reads (time.time, datetime.now, ...).
+    pub clock_offset_s: f64,
+    /// Per-job wall and CPU limits below the pool's (None: the pool's).
+    pub time_limit_s: Option<f64>,
+    /// Float tolerance of the comparison with `expected`.
+    pub tolerance: value::Tolerance,
+}
+
+impl Job {
+    pub fn call(program: impl Into<String>, inputs: impl Into<String>) -> Job {
+        Job {
+            kind: JobKind::Call,
+            program: program.into(),
+            inputs: inputs.into(),
+            expected: None,
+            hash_seed: 0,
+            random_seed: 0,
+            clock_offset_s: 0.0,
+            time_limit_s: None,
+            tolerance: value::Tolerance::EXACT,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +80,8 @@ pub struct Isolation {
     pub seccomp: bool,
     pub workdir_bytes: u64,
     pub python: String,
+    pub sandbox_uid: u32,
+    pub layers: Vec<LayerReport>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -68,6 +90,8 @@ pub struct Stats {
     pub zygotes_started: u64,
     pub zygotes_lost: u64,
     pub internal_errors: u64,
+    /// Jobs re-run on a fresh zygote after the executor failed under them.
+    pub rechecks: u64,
 }
 
 pub type Reply = Box<dyn FnOnce(Outcome) + Send>;
@@ -84,6 +108,7 @@ struct Counters {
     zygotes_started: AtomicU64,
     zygotes_lost: AtomicU64,
     internal_errors: AtomicU64,
+    rechecks: AtomicU64,
 }
 
 struct Shared {
@@ -169,6 +194,7 @@ impl Pool {
             zygotes_started: c.zygotes_started.load(Ordering::Relaxed),
             zygotes_lost: c.zygotes_lost.load(Ordering::Relaxed),
             internal_errors: c.internal_errors.load(Ordering::Relaxed),
+            rechecks: c.rechecks.load(Ordering::Relaxed),
         }
     }
 
@@ -284,6 +310,22 @@ pub fn validate_job(job: &Job, limits: &Limits) -> Result<()> {
     };
     check("program", &job.program)?;
     check("inputs", &job.inputs)?;
+    // About 30,000 years either way: far beyond any calendar arithmetic, well inside i64 ns.
+    if !(job.clock_offset_s.is_finite() && job.clock_offset_s.abs() <= 1e12) {
+        return Err(ExecError::InvalidJob(
+            "clock_offset_s must be finite and at most 1e12 seconds either way".into(),
+        ));
+    }
+    if let Some(t) = job.time_limit_s {
+        if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+            return Err(ExecError::InvalidJob(
+                "time_limit_s must be in (0, 3600]".into(),
+            ));
+        }
+    }
+    job.tolerance
+        .validate()
+        .map_err(|m| ExecError::InvalidJob(m.into()))?;
     if let Some(e) = &job.expected {
         check("expected", e)?;
         if e.trim().is_empty() {
@@ -293,10 +335,11 @@ pub fn validate_job(job: &Job, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
-/// Structural equality of two marshalled values (as found in `Outcome::encoded`).
-pub fn blobs_equal(a: &[u8], b: &[u8]) -> bool {
+/// Structural equality of two marshalled values (as found in `Outcome::encoded`), with a float
+/// tolerance. Work is linear in the blobs' sizes, however much they share.
+pub fn blobs_equal(a: &[u8], b: &[u8], tol: value::Tolerance) -> bool {
     match (value::decode(a), value::decode(b)) {
-        (Ok(x), Ok(y)) => value::equal(&x, &y),
+        (Ok(x), Ok(y)) => value::equal_within(&x, &y, tol),
         _ => false,
     }
 }
@@ -359,12 +402,8 @@ struct Worker {
     tick: u64,
 }
 
-enum RunError {
-    /// The zygote failed or hung: replace it.
-    Zygote(String),
-    /// The pool is closing.
-    Closing,
-}
+/// A trivial program a healthy zygote runs without fail: the health check after failures.
+const HEALTH_CHECK: &str = "def f():\n    return 1";
 
 impl Worker {
     fn run(&mut self, job: &Job) -> Outcome {
@@ -372,18 +411,12 @@ impl Worker {
             .expected
             .as_ref()
             .map(|text| self.gold(text, job.hash_seed));
-        let mut o = self.execute(
-            job.kind,
-            &job.program,
-            &job.inputs,
-            job.hash_seed,
-            job.random_seed,
-        );
+        let mut o = self.execute(job);
         if let Some(g) = gold {
             o.matched = match (g, &o.encoded) {
                 (None, _) => None,
                 (Some(_), _) if o.status != Status::Ok => Some(false),
-                (Some(g), Some(mine)) => Some(blobs_equal(&g, mine)),
+                (Some(g), Some(mine)) => Some(blobs_equal(mine, &g, job.tolerance)),
                 (Some(_), None) => Some(false),
             };
         }
@@ -395,7 +428,10 @@ impl Worker {
         if let Some(hit) = self.shared.gold.lock().unwrap().get(text) {
             return hit.clone();
         }
-        let o = self.execute(JobKind::Eval, text, "", seed, 0);
+        let mut job = Job::call(text, "");
+        job.kind = JobKind::Eval;
+        job.hash_seed = seed;
+        let o = self.execute(&job);
         if o.status == Status::Internal {
             return None; // not cached: an executor failure says nothing about the text
         }
@@ -408,61 +444,80 @@ impl Worker {
         blob
     }
 
-    fn execute(
-        &mut self,
-        kind: JobKind,
-        program: &str,
-        inputs: &str,
-        seed: u32,
-        rseed: u64,
-    ) -> Outcome {
-        let limits = &self.shared.cfg.limits;
-        let req = Request {
-            job: ChildJob {
-                kind,
-                program: program.to_string(),
-                inputs: inputs.to_string(),
-                random_seed: rseed,
-                recursion_limit: limits.recursion_limit,
-                int_max_str_digits: limits.int_max_str_digits,
-                max_value_bytes: limits.max_value_bytes as u64,
-            },
-            wall_timeout_us: (limits.wall_timeout_s * 1e6) as u64,
-            cpu_secs: limits.cpu_rlimit_secs(),
-            memory_bytes: limits.memory_bytes,
-            max_output_bytes: limits.max_output_bytes as u64,
-            capture_stdout: limits.capture_stdout,
+    /// Runs a job; when the executor fails under it, re-runs it on a fresh zygote. Only if that
+    /// fails too does a health check on another fresh zygote decide: a healthy executor means
+    /// the program itself broke it (a verdict against the program, never `internal`).
+    fn execute(&mut self, job: &Job) -> Outcome {
+        let first = match self.attempt(job) {
+            Ok(o) => return o,
+            Err(e) => e,
         };
-        let frame = req.encode();
-        let deadline_after = Duration::from_secs_f64(limits.wall_timeout_s) + ZYGOTE_GRACE;
-        // One retry: a zygote that died between jobs is replaced without failing the job.
-        let mut last = String::new();
+        if matches!(first, RunError::Closing) {
+            return Outcome::internal("the executor was closed while the job ran");
+        }
+        self.shared.counters.rechecks.fetch_add(1, Ordering::Relaxed);
+        let second = match self.attempt(job) {
+            Ok(o) => return o,
+            Err(RunError::Closing) => {
+                return Outcome::internal("the executor was closed while the job ran")
+            }
+            Err(e) => e,
+        };
+        let probe = Job::call(HEALTH_CHECK, "");
+        match self.attempt(&probe) {
+            Ok(o) if o.status == Status::Ok => {
+                let mut v = Outcome::internal("");
+                v.status = Status::Violation;
+                v.error = Some(format!(
+                    "the program broke its sandbox's supervisor twice ({})",
+                    second.message()
+                ));
+                v
+            }
+            _ => Outcome::internal(format!(
+                "worker failure: {}; then: {}",
+                first.message(),
+                second.message()
+            )),
+        }
+    }
+
+    /// One try on this worker's zygote for the job's seed. On failure the zygote is replaced.
+    fn attempt(&mut self, job: &Job) -> std::result::Result<Outcome, RunError> {
+        let limits = &self.shared.cfg.limits;
+        let wall_s = job
+            .time_limit_s
+            .map_or(limits.wall_timeout_s, |t| t.min(limits.wall_timeout_s));
+        let cpu_secs = job.time_limit_s.map_or(limits.cpu_rlimit_secs(), |t| {
+            (t.min(limits.cpu_time_s).ceil().max(1.0) as u64).min(limits.cpu_rlimit_secs())
+        });
+        let child_job = ChildJob {
+            kind: job.kind,
+            program: job.program.clone(),
+            inputs: job.inputs.clone(),
+            random_seed: job.random_seed,
+            recursion_limit: limits.recursion_limit,
+            int_max_str_digits: limits.int_max_str_digits,
+            max_value_bytes: limits.max_value_bytes as u64,
+            clock_offset_ns: (job.clock_offset_s * 1e9).round() as i64,
+            cpu_secs,
+        };
+        let wall = Duration::from_secs_f64(wall_s);
+        let max_output = limits.max_output_bytes;
         let shared = self.shared.clone();
-        for _attempt in 0..2 {
-            let z = match self.zygote(seed) {
-                Ok(z) => z,
-                Err(e) => {
-                    last = format!("could not start a worker: {e}");
-                    continue;
+        let z = self
+            .zygote(job.hash_seed)
+            .map_err(|e| RunError::Zygote(format!("could not start a worker: {e}")))?;
+        match z.run(&child_job, wall, max_output, ZYGOTE_GRACE, &shared.closing) {
+            Ok(resp) => Ok(classify(&resp, cpu_secs)),
+            Err(e) => {
+                if !matches!(e, RunError::Closing) {
+                    shared.counters.zygotes_lost.fetch_add(1, Ordering::Relaxed);
                 }
-            };
-            match z.call(&frame, deadline_after, &shared.closing) {
-                Ok(resp) => return classify(&resp, req.cpu_secs),
-                Err(RunError::Closing) => {
-                    self.drop_zygote(seed);
-                    return Outcome::internal("the executor was closed while the job ran");
-                }
-                Err(RunError::Zygote(msg)) => {
-                    self.shared
-                        .counters
-                        .zygotes_lost
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.drop_zygote(seed);
-                    last = msg;
-                }
+                self.drop_zygote(job.hash_seed);
+                Err(e)
             }
         }
-        Outcome::internal(format!("worker failure: {last}"))
     }
 
     fn drop_zygote(&mut self, seed: u32) {
@@ -483,7 +538,7 @@ impl Worker {
                 .unwrap();
             self.zygotes.swap_remove(lru);
         }
-        let mut z = Zygote::spawn(&self.shared, seed)?;
+        let mut z = spawn_zygote(&self.shared, seed)?;
         z.last_used = tick;
         self.zygotes.push(z);
         Ok(self.zygotes.last_mut().unwrap())
@@ -492,23 +547,10 @@ impl Worker {
 
 // ---- zygote processes ----------------------------------------------------------------------
 
-struct Zygote {
-    seed: u32,
-    child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
-    workdir: PathBuf,
-    buf: Vec<u8>,
-    last_used: u64,
-}
-
 fn read_paths(python: &Path) -> Vec<PathBuf> {
     // The interpreter's own prefixes are passed in by the zygote bootstrap; here only what the
-    // host knows: the directory holding the executable and its resolved target.
+    // host knows: the directory holding the executable's resolved target and its prefix.
     let mut v = Vec::new();
-    if let Some(p) = python.parent() {
-        v.push(p.to_path_buf());
-    }
     if let Ok(real) = std::fs::canonicalize(python) {
         if let Some(p) = real.parent().and_then(|p| p.parent()) {
             v.push(p.to_path_buf());
@@ -517,161 +559,43 @@ fn read_paths(python: &Path) -> Vec<PathBuf> {
     v
 }
 
-impl Zygote {
-    fn spawn(shared: &Shared, seed: u32) -> io::Result<Zygote> {
-        let cfg = &shared.cfg;
-        // Process-wide, so several pools in one process never share a directory.
-        static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-        let workdir =
-            std::env::temp_dir().join(format!("{WORKDIR_PREFIX}{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&workdir)?;
-        let mut cmd = Command::new(&cfg.python);
-        // No -E/-I: they would also drop PYTHONHASHSEED. The environment is cleared instead.
-        cmd.args(["-s", "-S", "-P", "-c", ZYGOTE_SOURCE])
-            .arg(&cfg.extension)
-            .arg(&workdir);
-        for p in read_paths(&cfg.python) {
-            cmd.arg(p);
-        }
-        cmd.env_clear()
-            .env("PYTHONHASHSEED", seed.to_string())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONUTF8", "1")
-            .env("TZ", "UTC")
-            .env("LANG", "C.UTF-8")
-            .env("LC_ALL", "C.UTF-8")
-            .env("HOME", &workdir)
-            .env("TMPDIR", &workdir)
-            .current_dir(&workdir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Own session: a terminal's Ctrl-C or a group kill aimed at the host's group
-                // does not hit the zygote directly; the host stops it in order instead.
-                libc::setsid();
-                // The zygote must not outlive the thread that owns it (worker threads live as
-                // long as the pool).
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-                Ok(())
-            });
-        }
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&workdir);
-                return Err(e);
-            }
-        };
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        set_nonblocking(stdout.as_raw_fd());
-        let mut z = Zygote {
-            seed,
-            child,
-            stdin,
-            stdout,
-            workdir,
-            buf: Vec::new(),
-            last_used: 0,
-        };
-        let never = AtomicBool::new(false);
-        let hello = match z.read_frame(Instant::now() + SPAWN_TIMEOUT, &never) {
-            Ok(f) => Hello::decode(&f)?,
-            Err(RunError::Zygote(m)) => {
-                return Err(io::Error::other(format!(
-                "the zygote interpreter did not start ({m}); is the extension importable by {}?",
-                cfg.python.display()
-            )))
-            }
-            Err(RunError::Closing) => return Err(io::Error::other("closing")),
-        };
-        shared
-            .counters
-            .zygotes_started
-            .fetch_add(1, Ordering::Relaxed);
-        let mut iso = shared.isolation.lock().unwrap();
-        if iso.is_none() {
-            *iso = Some(Isolation {
-                landlock_abi: hello.landlock_abi,
-                seccomp: hello.seccomp,
-                workdir_bytes: hello.workdir_bytes,
-                python: hello.python,
-            });
-        }
-        Ok(z)
+fn spawn_zygote(shared: &Shared, seed: u32) -> io::Result<Zygote> {
+    let cfg = &shared.cfg;
+    // Process-wide, so several pools in one process never share a directory.
+    static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let workdir = std::env::temp_dir().join(format!("{WORKDIR_PREFIX}{}-{n}", std::process::id()));
+    let z = Zygote::spawn(SpawnConfig {
+        python: &cfg.python,
+        extension: &cfg.extension,
+        source: ZYGOTE_SOURCE,
+        read_paths: read_paths(&cfg.python),
+        zygote: ZygoteConfig {
+            cpu_secs: cfg.limits.cpu_rlimit_secs(),
+            memory_bytes: cfg.limits.memory_bytes,
+            capture_stdout: cfg.limits.capture_stdout,
+        },
+        hash_seed: seed,
+        workdir,
+        timeout: SPAWN_TIMEOUT,
+    })?;
+    shared
+        .counters
+        .zygotes_started
+        .fetch_add(1, Ordering::Relaxed);
+    let mut iso = shared.isolation.lock().unwrap();
+    if iso.is_none() {
+        let h = &z.hello;
+        *iso = Some(Isolation {
+            landlock_abi: h.landlock_abi,
+            seccomp: h.seccomp,
+            workdir_bytes: h.workdir_bytes,
+            python: h.python.clone(),
+            sandbox_uid: h.sandbox_uid,
+            layers: h.layers.clone(),
+        });
     }
-
-    fn call(
-        &mut self,
-        frame: &[u8],
-        limit: Duration,
-        closing: &AtomicBool,
-    ) -> std::result::Result<Response, RunError> {
-        write_frame(&mut self.stdin, frame).map_err(|e| RunError::Zygote(format!("send: {e}")))?;
-        let _ = self.stdin.flush();
-        let f = self.read_frame(Instant::now() + limit, closing)?;
-        Response::decode(&f).map_err(|e| RunError::Zygote(format!("bad response: {e}")))
-    }
-
-    fn read_frame(
-        &mut self,
-        deadline: Instant,
-        closing: &AtomicBool,
-    ) -> std::result::Result<Vec<u8>, RunError> {
-        loop {
-            if self.buf.len() >= 4 {
-                let n = u32::from_le_bytes(self.buf[..4].try_into().unwrap()) as usize;
-                if n > MAX_FRAME {
-                    return Err(RunError::Zygote("oversized frame".into()));
-                }
-                if self.buf.len() >= 4 + n {
-                    let frame = self.buf[4..4 + n].to_vec();
-                    self.buf.drain(..4 + n);
-                    return Ok(frame);
-                }
-            }
-            if closing.load(Ordering::SeqCst) {
-                return Err(RunError::Closing);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(RunError::Zygote("no response before the deadline".into()));
-            }
-            let wait = (deadline - now).min(Duration::from_millis(50));
-            let fd = self.stdout.as_raw_fd();
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut p, 1, wait.as_millis().max(1) as i32) };
-            let mut chunk = [0u8; 65536];
-            loop {
-                // SAFETY: reading into a local buffer.
-                let r = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
-                if r > 0 {
-                    self.buf.extend_from_slice(&chunk[..r as usize]);
-                    continue;
-                }
-                if r == 0 {
-                    return Err(RunError::Zygote("the zygote exited".into()));
-                }
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    break;
-                }
-                return Err(RunError::Zygote(format!("read: {e}")));
-            }
-        }
-    }
+    Ok(z)
 }
 
 const WORKDIR_PREFIX: &str = "azr-exec-";
@@ -696,25 +620,3 @@ fn remove_stale_workdirs() {
     }
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a valid descriptor.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
-}
-
-impl Drop for Zygote {
-    fn drop(&mut self) {
-        // Killing the zygote's session is enough: a running child has a parent-death signal and
-        // cannot have made processes of its own.
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: the zygote is our unreaped child, so its pid (= its session id) is still ours.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-            libc::kill(pid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.workdir);
-    }
-}

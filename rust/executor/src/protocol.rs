@@ -16,7 +16,9 @@ pub enum JobKind {
     Eval = 1,
 }
 
-/// What the child needs to run one job.
+/// What the child needs to run one job. The host writes it straight into the child's own job
+/// pipe: the zygote never holds a job's bytes, so no later child can find them in memory it
+/// inherited.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildJob {
     pub kind: JobKind,
@@ -26,17 +28,40 @@ pub struct ChildJob {
     pub recursion_limit: u32,
     pub int_max_str_digits: u32,
     pub max_value_bytes: u64,
+    /// Added to every wall clock the program reads (time.time, datetime.now, ...).
+    pub clock_offset_ns: i64,
+    /// This job's CPU limit in whole seconds (the child lowers its RLIMIT_CPU to it).
+    pub cpu_secs: u64,
 }
 
-/// Host -> zygote: run one job under these limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    pub job: ChildJob,
-    pub wall_timeout_us: u64,
+/// Limits fixed for a zygote's lifetime, applied by each child before its job arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZygoteConfig {
     pub cpu_secs: u64,
     pub memory_bytes: u64,
-    pub max_output_bytes: u64,
     pub capture_stdout: bool,
+}
+
+impl ZygoteConfig {
+    /// The form passed on the zygote's command line.
+    pub fn to_arg(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.cpu_secs, self.memory_bytes, self.capture_stdout as u8
+        )
+    }
+
+    pub fn from_arg(s: &str) -> io::Result<Self> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidInput, "bad zygote config");
+        let mut it = s.split(':');
+        let mut next = || it.next().ok_or_else(bad);
+        let cfg = ZygoteConfig {
+            cpu_secs: next()?.parse().map_err(|_| bad())?,
+            memory_bytes: next()?.parse().map_err(|_| bad())?,
+            capture_stdout: next()? == "1",
+        };
+        Ok(cfg)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +70,7 @@ pub enum Exit {
     Signal(i32),
 }
 
-/// Zygote -> host: what happened to the child, as observed from outside it.
+/// What happened to one child, as the host observed it (pipes, pidfd) and the zygote reaped it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub exit: Exit,
@@ -62,6 +87,28 @@ pub struct Response {
     pub sandbox_error: Option<String>,
 }
 
+/// One isolation layer in the zygote's hello: name, whether it is on, and what it does or why
+/// the host forbids it.
+pub type LayerReport = (String, bool, String);
+
+/// Zygote -> host messages on the control socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZygoteMsg {
+    /// Once at start: which isolation layers this zygote applies.
+    Hello(Hello),
+    /// A sandboxed child is waiting for its job. Comes with its descriptors: the job pipe's
+    /// write end, the result pipe's read end, the stdout pipe's read end (when captured) and a
+    /// pidfd.
+    Spare { pid: i32 },
+    /// That child is gone: how it ended and what it used.
+    Exited {
+        pid: i32,
+        exit: Exit,
+        cpu_us: u64,
+        max_rss_kb: u64,
+    },
+}
+
 /// Zygote -> host, once at start: which isolation layers this zygote can apply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hello {
@@ -71,6 +118,9 @@ pub struct Hello {
     /// Size cap of the private tmpfs work directory; 0 when it is a plain directory.
     pub workdir_bytes: u64,
     pub python: String,
+    /// User id children run as; 0 when they keep the executor's.
+    pub sandbox_uid: u32,
+    pub layers: Vec<LayerReport>,
 }
 
 #[derive(Default)]
@@ -155,21 +205,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-impl Request {
+impl ChildJob {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(self.job.kind as u8)
-            .bytes(self.job.program.as_bytes())
-            .bytes(self.job.inputs.as_bytes())
-            .u64(self.job.random_seed)
-            .u32(self.job.recursion_limit)
-            .u32(self.job.int_max_str_digits)
-            .u64(self.job.max_value_bytes)
-            .u64(self.wall_timeout_us)
-            .u64(self.cpu_secs)
-            .u64(self.memory_bytes)
-            .u64(self.max_output_bytes)
-            .u8(self.capture_stdout as u8);
+        w.u8(self.kind as u8)
+            .bytes(self.program.as_bytes())
+            .bytes(self.inputs.as_bytes())
+            .u64(self.random_seed)
+            .u32(self.recursion_limit)
+            .u32(self.int_max_str_digits)
+            .u64(self.max_value_bytes)
+            .u64(self.clock_offset_ns as u64)
+            .u64(self.cpu_secs);
         w.0
     }
 
@@ -180,95 +227,103 @@ impl Request {
             1 => JobKind::Eval,
             _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "bad job kind")),
         };
-        let req = Request {
-            job: ChildJob {
-                kind,
-                program: r.string()?,
-                inputs: r.string()?,
-                random_seed: r.u64()?,
-                recursion_limit: r.u32()?,
-                int_max_str_digits: r.u32()?,
-                max_value_bytes: r.u64()?,
-            },
-            wall_timeout_us: r.u64()?,
+        let job = ChildJob {
+            kind,
+            program: r.string()?,
+            inputs: r.string()?,
+            random_seed: r.u64()?,
+            recursion_limit: r.u32()?,
+            int_max_str_digits: r.u32()?,
+            max_value_bytes: r.u64()?,
+            clock_offset_ns: r.u64()? as i64,
             cpu_secs: r.u64()?,
-            memory_bytes: r.u64()?,
-            max_output_bytes: r.u64()?,
-            capture_stdout: r.bool()?,
         };
         r.finish()?;
-        Ok(req)
+        Ok(job)
     }
 }
 
-impl Response {
+fn write_exit(w: &mut Writer, exit: Exit) {
+    match exit {
+        Exit::Code(c) => w.u8(0).i32(c),
+        Exit::Signal(s) => w.u8(1).i32(s),
+    };
+}
+
+fn read_exit(r: &mut Reader<'_>) -> io::Result<Exit> {
+    match r.u8()? {
+        0 => Ok(Exit::Code(r.i32()?)),
+        1 => Ok(Exit::Signal(r.i32()?)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "bad exit tag")),
+    }
+}
+
+impl ZygoteMsg {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        match self.exit {
-            Exit::Code(c) => w.u8(0).i32(c),
-            Exit::Signal(s) => w.u8(1).i32(s),
-        };
-        w.u8(self.timed_out as u8)
-            .u8(self.output_exceeded as u8)
-            .u8(self.result_overflow as u8)
-            .bytes(&self.stdout)
-            .bytes(&self.result)
-            .u64(self.wall_us)
-            .u64(self.cpu_us)
-            .u64(self.max_rss_kb);
-        match &self.sandbox_error {
-            None => w.u8(0),
-            Some(e) => w.u8(1).bytes(e.as_bytes()),
-        };
+        match self {
+            ZygoteMsg::Hello(h) => {
+                w.u8(0)
+                    .u32(h.pid)
+                    .u32(h.landlock_abi)
+                    .u8(h.seccomp as u8)
+                    .u64(h.workdir_bytes)
+                    .bytes(h.python.as_bytes())
+                    .u32(h.sandbox_uid)
+                    .u32(h.layers.len() as u32);
+                for (name, on, detail) in &h.layers {
+                    w.bytes(name.as_bytes())
+                        .u8(*on as u8)
+                        .bytes(detail.as_bytes());
+                }
+            }
+            ZygoteMsg::Spare { pid } => {
+                w.u8(1).i32(*pid);
+            }
+            ZygoteMsg::Exited {
+                pid,
+                exit,
+                cpu_us,
+                max_rss_kb,
+            } => {
+                w.u8(2).i32(*pid);
+                write_exit(&mut w, *exit);
+                w.u64(*cpu_us).u64(*max_rss_kb);
+            }
+        }
         w.0
     }
 
     pub fn decode(buf: &[u8]) -> io::Result<Self> {
         let mut r = Reader::new(buf);
-        let exit = match r.u8()? {
-            0 => Exit::Code(r.i32()?),
-            1 => Exit::Signal(r.i32()?),
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "bad exit tag")),
-        };
-        let resp = Response {
-            exit,
-            timed_out: r.bool()?,
-            output_exceeded: r.bool()?,
-            result_overflow: r.bool()?,
-            stdout: r.bytes()?,
-            result: r.bytes()?,
-            wall_us: r.u64()?,
-            cpu_us: r.u64()?,
-            max_rss_kb: r.u64()?,
-            sandbox_error: if r.bool()? { Some(r.string()?) } else { None },
-        };
-        r.finish()?;
-        Ok(resp)
-    }
-}
-
-impl Hello {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.u32(self.pid)
-            .u32(self.landlock_abi)
-            .u8(self.seccomp as u8)
-            .u64(self.workdir_bytes)
-            .bytes(self.python.as_bytes());
-        w.0
-    }
-
-    pub fn decode(buf: &[u8]) -> io::Result<Self> {
-        let mut r = Reader::new(buf);
-        let h = Hello {
-            pid: r.u32()?,
-            landlock_abi: r.u32()?,
-            seccomp: r.bool()?,
-            workdir_bytes: r.u64()?,
-            python: r.string()?,
+        let m = match r.u8()? {
+            0 => {
+                let mut h = Hello {
+                    pid: r.u32()?,
+                    landlock_abi: r.u32()?,
+                    seccomp: r.bool()?,
+                    workdir_bytes: r.u64()?,
+                    python: r.string()?,
+                    sandbox_uid: r.u32()?,
+                    layers: Vec::new(),
+                };
+                let n = r.u32()?;
+                for _ in 0..n.min(256) {
+                    h.layers.push((r.string()?, r.bool()?, r.string()?));
+                }
+                ZygoteMsg::Hello(h)
+            }
+            1 => ZygoteMsg::Spare { pid: r.i32()? },
+            2 => ZygoteMsg::Exited {
+                pid: r.i32()?,
+                exit: read_exit(&mut r)?,
+                cpu_us: r.u64()?,
+                max_rss_kb: r.u64()?,
+            },
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "bad message tag")),
         };
         r.finish()?;
-        Ok(h)
+        Ok(m)
     }
 }
 
@@ -314,69 +369,71 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
 mod tests {
     use super::*;
 
-    fn request() -> Request {
-        Request {
-            job: ChildJob {
-                kind: JobKind::Eval,
-                program: "def f(a):\n    return a ✓".into(),
-                inputs: "'x', [1, 2]".into(),
-                random_seed: u64::MAX,
-                recursion_limit: 1000,
-                int_max_str_digits: 4300,
-                max_value_bytes: 1 << 20,
-            },
-            wall_timeout_us: 5_000_000,
+    fn job() -> ChildJob {
+        ChildJob {
+            kind: JobKind::Eval,
+            program: "def f(a):\n    return a ✓".into(),
+            inputs: "'x', [1, 2]".into(),
+            random_seed: u64::MAX,
+            recursion_limit: 1000,
+            int_max_str_digits: 4300,
+            max_value_bytes: 1 << 20,
+            clock_offset_ns: -86_400_000_000_000,
             cpu_secs: 5,
-            memory_bytes: 512 << 20,
-            max_output_bytes: 65536,
-            capture_stdout: true,
         }
     }
 
     #[test]
-    fn request_round_trips() {
-        let r = request();
-        assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+    fn job_round_trips() {
+        let j = job();
+        assert_eq!(ChildJob::decode(&j.encode()).unwrap(), j);
     }
 
     #[test]
-    fn response_round_trips() {
-        let r = Response {
-            exit: Exit::Signal(9),
-            timed_out: true,
-            output_exceeded: false,
-            result_overflow: true,
-            stdout: vec![0, 255, 10],
-            result: b"abc".to_vec(),
-            wall_us: 1,
-            cpu_us: 2,
-            max_rss_kb: 3,
-            sandbox_error: Some("setsid: EPERM".into()),
-        };
-        assert_eq!(Response::decode(&r.encode()).unwrap(), r);
+    fn messages_round_trip() {
+        let msgs = [
+            ZygoteMsg::Hello(Hello {
+                pid: 7,
+                landlock_abi: 6,
+                seccomp: true,
+                workdir_bytes: 64 << 20,
+                python: "3.11.7".into(),
+                sandbox_uid: 1_600_000_007,
+                layers: vec![("ipc_namespace".into(), false, "EPERM".into())],
+            }),
+            ZygoteMsg::Spare { pid: 42 },
+            ZygoteMsg::Exited {
+                pid: 42,
+                exit: Exit::Signal(9),
+                cpu_us: 1,
+                max_rss_kb: 2,
+            },
+        ];
+        for m in msgs {
+            assert_eq!(ZygoteMsg::decode(&m.encode()).unwrap(), m);
+        }
     }
 
     #[test]
-    fn hello_round_trips() {
-        let h = Hello {
-            pid: 7,
-            landlock_abi: 6,
-            seccomp: true,
-            workdir_bytes: 64 << 20,
-            python: "3.11.7".into(),
+    fn config_round_trips() {
+        let c = ZygoteConfig {
+            cpu_secs: 3,
+            memory_bytes: 1 << 30,
+            capture_stdout: false,
         };
-        assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
+        assert_eq!(ZygoteConfig::from_arg(&c.to_arg()).unwrap(), c);
+        assert!(ZygoteConfig::from_arg("1:x:1").is_err());
     }
 
     #[test]
     fn truncated_and_trailing_frames_are_errors() {
-        let enc = request().encode();
+        let enc = job().encode();
         for cut in 0..enc.len() {
-            assert!(Request::decode(&enc[..cut]).is_err(), "cut at {cut}");
+            assert!(ChildJob::decode(&enc[..cut]).is_err(), "cut at {cut}");
         }
         let mut long = enc.clone();
         long.push(0);
-        assert!(Request::decode(&long).is_err());
+        assert!(ChildJob::decode(&long).is_err());
     }
 
     #[test]

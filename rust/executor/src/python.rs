@@ -13,8 +13,9 @@ use crate::error::ExecError;
 use crate::limits::Limits;
 use crate::outcome::Outcome;
 use crate::pool::{blobs_equal, Job, Pool, PoolConfig, Reply};
-use crate::protocol::JobKind;
-use crate::zygote::{serve, Forked};
+use crate::protocol::{JobKind, ZygoteConfig};
+use crate::value::Tolerance;
+use crate::zygote::{prepare, serve, Forked};
 
 pyo3::import_exception!(azr.errors, InvalidJob);
 pyo3::import_exception!(azr.errors, SourceTooLarge);
@@ -37,7 +38,20 @@ fn to_py(e: ExecError) -> PyErr {
 }
 
 type LimitsTuple = (f64, f64, u64, usize, usize, usize, u32, u32, bool);
-type JobTuple = (u8, String, String, Option<String>, u32, u64);
+/// (kind, program, inputs, expected, hash_seed, random_seed, clock_offset_s, time_limit_s,
+/// atol, rtol)
+type JobTuple = (
+    u8,
+    String,
+    String,
+    Option<String>,
+    u32,
+    u64,
+    f64,
+    Option<f64>,
+    f64,
+    f64,
+);
 
 fn job_from(t: JobTuple) -> PyResult<Job> {
     let kind = match t.0 {
@@ -52,6 +66,12 @@ fn job_from(t: JobTuple) -> PyResult<Job> {
         expected: t.3,
         hash_seed: t.4,
         random_seed: t.5,
+        clock_offset_s: t.6,
+        time_limit_s: t.7,
+        tolerance: Tolerance {
+            atol: t.8,
+            rtol: t.9,
+        },
     })
 }
 
@@ -192,6 +212,15 @@ impl PyPool {
             d.set_item("seccomp", i.seccomp)?;
             d.set_item("workdir_limit_bytes", i.workdir_bytes)?;
             d.set_item("python", i.python)?;
+            d.set_item("sandbox_uid", i.sandbox_uid)?;
+            let unavailable = PyDict::new(py);
+            for (name, on, detail) in i.layers {
+                d.set_item(&name, on)?;
+                if !on {
+                    unavailable.set_item(&name, detail)?;
+                }
+            }
+            d.set_item("unavailable", unavailable)?;
         }
         Ok(d)
     }
@@ -203,27 +232,37 @@ impl PyPool {
         d.set_item("zygotes_started", s.zygotes_started)?;
         d.set_item("zygotes_lost", s.zygotes_lost)?;
         d.set_item("internal_errors", s.internal_errors)?;
+        d.set_item("rechecks", s.rechecks)?;
         Ok(d)
     }
 }
 
-/// Structural equality of two encoded values (`Execution.encoded`), decoded in Rust.
+/// Structural equality of two encoded values (`Execution.encoded`), decoded in Rust; floats
+/// within `atol + rtol * |b|`.
 #[pyfunction]
-fn values_equal(a: &[u8], b: &[u8]) -> bool {
-    blobs_equal(a, b)
+#[pyo3(signature = (a, b, atol=0.0, rtol=0.0))]
+fn values_equal(py: Python<'_>, a: &[u8], b: &[u8], atol: f64, rtol: f64) -> PyResult<bool> {
+    let tol = Tolerance { atol, rtol };
+    tol.validate()
+        .map_err(|m| to_py(ExecError::InvalidJob(m.into())))?;
+    Ok(py.detach(|| blobs_equal(a, b, tol)))
+}
+
+/// Zygote set-up (namespaces, minimal filesystem, Landlock rules); only the zygote bootstrap
+/// calls it, before freezing its heap. Returns the work directory children see.
+#[pyfunction]
+fn _zygote_prepare(read_paths: Vec<PathBuf>, staging: PathBuf, config: &str) -> PyResult<PathBuf> {
+    let cfg = ZygoteConfig::from_arg(config).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    prepare(&read_paths, &staging, cfg).map_err(|e| PyValueError::new_err(format!("zygote set-up failed: {e}")))
 }
 
 /// The zygote's loop; only the zygote bootstrap calls it. Returns once in each forked child
 /// (with the job to run, sandbox applied) and returns None in the zygote at shutdown.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-fn _zygote_serve(
-    read_paths: Vec<PathBuf>,
-    workdir: PathBuf,
-    python: String,
-) -> PyResult<Option<(u8, String, String, u64, u32, u32, u64)>> {
+fn _zygote_serve(python: String) -> PyResult<Option<(u8, String, String, u64, u32, u32, u64, i64)>> {
     // The GIL stays held: the zygote is single-threaded by design, and fork needs that.
-    match serve(&read_paths, &workdir, &python) {
+    match serve(&python) {
         Ok(Forked::Child(j)) => Ok(Some((
             j.kind as u8,
             j.program,
@@ -232,6 +271,7 @@ fn _zygote_serve(
             j.recursion_limit,
             j.int_max_str_digits,
             j.max_value_bytes,
+            j.clock_offset_ns,
         ))),
         Ok(Forked::Shutdown) => Ok(None),
         Err(e) => Err(PyValueError::new_err(format!("zygote failed: {e}"))),
@@ -244,6 +284,7 @@ fn executor_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPool>()?;
     m.add_class::<CancelToken>()?;
     m.add_function(wrap_pyfunction!(values_equal, m)?)?;
+    m.add_function(wrap_pyfunction!(_zygote_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(_zygote_serve, m)?)?;
     m.add("ZYGOTE_SOURCE", crate::pool::ZYGOTE_SOURCE)?;
     Ok(())

@@ -12,13 +12,13 @@
 //! - A new session (so a process-group kill cannot reach the zygote), a parent-death signal,
 //!   `/dev/null` as stdin, and only the descriptors the protocol needs.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::protocol::Request;
+use crate::protocol::ZygoteConfig;
 
 /// Exit status of a child whose sandbox could not be set up (it ran no untrusted code).
 pub const SANDBOX_FAILED_EXIT: i32 = 121;
@@ -91,6 +91,28 @@ fn fs_rights(abi: u32) -> u64 {
     all
 }
 
+/// One isolation layer as the zygote found it: on, or off and why (the host forbids it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub name: String,
+    pub active: bool,
+    /// For an active layer a short description; for a missing one the reason.
+    pub detail: String,
+}
+
+fn layer(v: &mut Vec<Layer>, name: &str, r: io::Result<String>) -> bool {
+    let (active, detail) = match r {
+        Ok(d) => (true, d),
+        Err(e) => (false, e.to_string()),
+    };
+    v.push(Layer {
+        name: name.to_string(),
+        active,
+        detail,
+    });
+    active
+}
+
 /// Per-zygote preparation, done once so each fork only has to apply it.
 pub struct Prepared {
     pub landlock_abi: u32,
@@ -98,9 +120,15 @@ pub struct Prepared {
     /// Size of the private tmpfs mounted on the work directory; 0 when it is a plain directory.
     pub workdir_bytes: u64,
     ruleset: Option<OwnedFd>,
+    /// The work directory as children see it.
     pub workdir: PathBuf,
     workdir_c: CString,
     devnull: OwnedFd,
+    /// The unprivileged user and group children switch to; None where the host forbids it.
+    pub sandbox_ids: Option<(u32, u32)>,
+    /// A new tmpfs is mounted on the work directory before every child (else it is emptied).
+    pub fresh_workdir: bool,
+    pub layers: Vec<Layer>,
 }
 
 fn cstr(p: &Path) -> io::Result<CString> {
@@ -119,7 +147,7 @@ fn open_path(p: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn build_ruleset(abi: u32, read_paths: &[PathBuf], workdir: &Path) -> io::Result<OwnedFd> {
+fn build_ruleset(abi: u32, read_paths: &[PathBuf], writable: &Path) -> io::Result<OwnedFd> {
     let fs = fs_rights(abi);
     let attr = RulesetAttr {
         handled_access_fs: fs,
@@ -148,7 +176,7 @@ fn build_ruleset(abi: u32, read_paths: &[PathBuf], workdir: &Path) -> io::Result
     let ruleset = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     let read = LL_FS_EXECUTE | LL_FS_READ_FILE | LL_FS_READ_DIR;
     let mut rules: Vec<(PathBuf, u64)> = read_paths.iter().map(|p| (p.clone(), read)).collect();
-    rules.push((workdir.to_path_buf(), fs));
+    rules.push((writable.to_path_buf(), fs));
     for (path, access) in rules {
         let Ok(dir) = open_path(&path) else { continue }; // absent paths need no rule
         let is_dir = std::fs::metadata(&path)
@@ -182,22 +210,104 @@ fn build_ruleset(abi: u32, read_paths: &[PathBuf], workdir: &Path) -> io::Result
 
 /// Directories every interpreter needs to read besides its own prefixes.
 pub const SYSTEM_READ_PATHS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32"];
+/// Device nodes children may open (read-only mounts: their timestamps cannot be changed).
+const DEVICES: &[&str] = &["null", "zero", "random", "urandom"];
+/// Where children work when they see the minimal filesystem: `/tmp` holds nothing but the
+/// mount point, so the Landlock rule on `/tmp` covers exactly the work directory's tmpfs.
+pub const SANDBOX_WORKDIR: &str = "/tmp/work";
+/// First of the user ids children run as (one per zygote: base + zygote pid), far above any
+/// account a distribution creates.
+pub const SANDBOX_UID_BASE: u32 = 1_600_000_000;
+
+/// Bytes the programs of one run may keep in their directory, when it is a private tmpfs.
+pub const WORKDIR_BYTES: u64 = 64 << 20;
 
 impl Prepared {
     /// `read_paths`: where the interpreter and its standard library live (its prefixes).
-    pub fn new(read_paths: &[PathBuf], workdir: &Path) -> io::Result<Prepared> {
-        // Before the Landlock rule is made: the rule binds the directory's inode, which must be
-        // the tmpfs root, not the directory it covers.
-        let workdir_bytes = if private_tmpfs(workdir) {
-            WORKDIR_BYTES
-        } else {
-            0
-        };
+    /// `staging`: an empty host directory, this zygote's own.
+    pub fn new(read_paths: &[PathBuf], staging: &Path) -> io::Result<Prepared> {
+        let mut layers = Vec::new();
         let mut paths: Vec<PathBuf> = SYSTEM_READ_PATHS.iter().map(PathBuf::from).collect();
         paths.extend(read_paths.iter().cloned());
+        paths.retain(|p| p.exists());
+        paths.sort();
+        paths.dedup();
+        // A path below another one is already covered by it.
+        let roots: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| !paths.iter().any(|q| q != *p && p.starts_with(q)))
+            .cloned()
+            .collect();
+        // SAFETY: getpid/geteuid have no preconditions.
+        let (pid, euid) = unsafe { (libc::getpid() as u32, libc::geteuid()) };
+        let ids = if euid == 0 {
+            let id = SANDBOX_UID_BASE + pid;
+            Ok((id, id))
+        } else {
+            Err(io::Error::other(
+                "the executor does not run as root, so children keep its user id",
+            ))
+        };
+        let ids_ok = ids.as_ref().ok().copied();
+        let mount_ns = layer(&mut layers, "mount_namespace", private_mounts());
+        for (flag, name, what) in [
+            (libc::CLONE_NEWIPC, "ipc_namespace", "no SysV IPC or POSIX queues shared with the host"),
+            (libc::CLONE_NEWNET, "network_namespace", "no interfaces but a down loopback"),
+            (libc::CLONE_NEWUTS, "uts_namespace", "hostname 'sandbox'"),
+        ] {
+            // SAFETY: unshare affects only this single-threaded zygote.
+            let r = if unsafe { libc::unshare(flag) } == 0 {
+                Ok(what.to_string())
+            } else {
+                Err(io::Error::last_os_error())
+            };
+            layer(&mut layers, name, r);
+        }
+        // SAFETY: sets this (new) UTS namespace's name; fails harmlessly without one.
+        unsafe { libc::sethostname(c"sandbox".as_ptr(), 7) };
+        let minimal = if mount_ns {
+            minimal_root(staging, &roots, ids_ok)
+                .map(|()| "only the interpreter, /usr, /lib and a few devices, read-only".into())
+        } else {
+            Err(io::Error::other("needs a mount namespace"))
+        };
+        let minimal = layer(&mut layers, "minimal_filesystem", minimal);
+        let (workdir, anchor, fresh_workdir, workdir_bytes) = if minimal {
+            let w = PathBuf::from(SANDBOX_WORKDIR);
+            let anchor = PathBuf::from("/tmp");
+            (w, anchor, true, WORKDIR_BYTES)
+        } else {
+            let bytes = if mount_ns && private_tmpfs(staging, ids_ok).is_ok() {
+                WORKDIR_BYTES
+            } else {
+                0
+            };
+            (staging.to_path_buf(), staging.to_path_buf(), false, bytes)
+        };
+        layer(
+            &mut layers,
+            "fresh_workdir",
+            if fresh_workdir {
+                Ok(format!("a new {}-MiB tmpfs for every run", WORKDIR_BYTES >> 20))
+            } else {
+                Err(io::Error::other(
+                    "needs the minimal filesystem; the directory is emptied after every run",
+                ))
+            },
+        );
+        let uid_layer = ids.map(|(u, g)| format!("uid {u}, gid {g}, no capabilities"));
+        layer(&mut layers, "unprivileged_uid", uid_layer);
+        if ids_ok.is_some() {
+            // The zygote never executes anything, so capabilities it could gain through exec are
+            // of no use to it; dropping the bounding set keeps them from children too.
+            for cap in 0..64 {
+                // SAFETY: plain prctl; unknown capabilities answer EINVAL.
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+            }
+        }
         let abi = landlock_abi();
         let ruleset = if abi > 0 {
-            Some(high_fd(build_ruleset(abi, &paths, workdir)?)?)
+            Some(high_fd(build_ruleset(abi, &roots, &anchor)?)?)
         } else {
             None
         };
@@ -206,54 +316,199 @@ impl Prepared {
             .write(true)
             .open("/dev/null")?;
         let devnull = high_fd(devnull.into())?;
-        Ok(Prepared {
+        let prep = Prepared {
             workdir_bytes,
             landlock_abi: if ruleset.is_some() { abi } else { 0 },
             seccomp: seccomp_available(),
             ruleset,
-            workdir: workdir.to_path_buf(),
-            workdir_c: cstr(workdir)?,
+            workdir_c: cstr(&workdir)?,
+            workdir,
             devnull,
-        })
+            sandbox_ids: ids_ok,
+            fresh_workdir,
+            layers,
+        };
+        if prep.fresh_workdir {
+            prep.mount_workdir()?;
+        }
+        Ok(prep)
+    }
+
+    /// Replaces the work directory with a new, empty tmpfs (fresh_workdir mode), so nothing a
+    /// run did to it (files, mode, times, flags, inode numbers) is seen by the next run.
+    pub fn renew_workdir(&self) -> io::Result<()> {
+        if !self.fresh_workdir {
+            clean_dir(&self.workdir);
+            return Ok(());
+        }
+        // SAFETY: the previous child has exited; nothing else uses the mount.
+        if unsafe { libc::umount2(self.workdir_c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.mount_workdir()
+    }
+
+    fn mount_workdir(&self) -> io::Result<()> {
+        mount_tmpfs(&self.workdir_c, WORKDIR_BYTES, self.sandbox_ids)
     }
 }
 
-/// Bytes the programs of one zygote may keep in their directory, when it is a private tmpfs.
-pub const WORKDIR_BYTES: u64 = 64 << 20;
-
-/// Gives the zygote its own mount namespace with a size-capped tmpfs on the work directory, so
-/// a program writing files until its timeout fills at most that, never the host's disk.
-/// Needs CAP_SYS_ADMIN; without it the directory stays a plain one (still emptied after every
-/// run) and this returns false.
-fn private_tmpfs(workdir: &Path) -> bool {
-    let Ok(dir) = cstr(workdir) else { return false };
-    let opts = CString::new(format!("size={WORKDIR_BYTES},mode=0700")).expect("no NUL");
-    let null = std::ptr::null::<libc::c_char>();
-    // SAFETY: plain syscalls with valid C strings; they affect only this (zygote) process.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return false;
-        }
-        // Private propagation first, so nothing mounted here is seen by the host.
-        if libc::mount(
-            null,
-            c"/".as_ptr(),
-            null,
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return false;
-        }
-        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+fn mount_tmpfs(dir: &CString, bytes: u64, ids: Option<(u32, u32)>) -> io::Result<()> {
+    let owner = ids
+        .map(|(u, g)| format!(",uid={u},gid={g}"))
+        .unwrap_or_default();
+    let opts = CString::new(format!("size={bytes},nr_inodes=16384,mode=0700{owner}"))
+        .expect("no NUL");
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME;
+    // SAFETY: valid C strings; affects only this zygote's private mount namespace.
+    let r = unsafe {
         libc::mount(
             c"azr".as_ptr(),
             dir.as_ptr(),
             c"tmpfs".as_ptr(),
             flags,
             opts.as_ptr().cast(),
-        ) == 0
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// Empties a directory (the fallback when no fresh tmpfs can be mounted per run).
+pub fn clean_dir(dir: &Path) {
+    let Ok(mut entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    if entries.next().is_none() {
+        return;
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        let _ = r;
+    }
+}
+
+/// A mount namespace of the zygote's own, with nothing propagating back to the host.
+fn private_mounts() -> io::Result<String> {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: plain syscalls with valid arguments, on this single-threaded zygote.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(null, c"/".as_ptr(), null, flags, std::ptr::null()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok("mounts private to the zygote and its children".into())
+}
+
+fn sys_mount(
+    src: Option<&CString>,
+    dst: &CString,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CString>,
+) -> io::Result<()> {
+    let p = |c: Option<&CString>| c.map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: valid C strings or null pointers, as mount(2) accepts.
+    let r = unsafe {
+        libc::mount(
+            p(src),
+            dst.as_ptr(),
+            fstype.map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            p(data).cast(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn bind_read_only(src: &Path, dst: &Path, extra: libc::c_ulong) -> io::Result<()> {
+    let (s, d) = (cstr(src)?, cstr(dst)?);
+    sys_mount(Some(&s), &d, None, libc::MS_BIND | libc::MS_REC, None)?;
+    let ro = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | extra;
+    sys_mount(None, &d, None, ro, None)
+}
+
+fn mkdir_all(p: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p)
+}
+
+/// Makes a tmpfs on `staging` the zygote's root, holding read-only binds of `roots`, four
+/// devices and an empty `/tmp/work`, so children cannot even name (or `stat`) anything else on
+/// the host.
+fn minimal_root(staging: &Path, roots: &[PathBuf], ids: Option<(u32, u32)>) -> io::Result<()> {
+    let _ = ids;
+    let st = cstr(staging)?;
+    let opts = CString::new("size=1m,nr_inodes=4096,mode=0755").expect("no NUL");
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys_mount(Some(&CString::from(c"azr-root")), &st, Some(c"tmpfs"), flags, Some(&opts))?;
+    let inside = |p: &Path| staging.join(p.strip_prefix("/").unwrap_or(p));
+    for r in roots {
+        let dst = inside(r);
+        mkdir_all(&dst)?;
+        bind_read_only(r, &dst, libc::MS_NODEV)?;
+    }
+    mkdir_all(&staging.join("dev"))?;
+    for d in DEVICES {
+        let src = Path::new("/dev").join(d);
+        if !src.exists() {
+            continue;
+        }
+        let dst = staging.join("dev").join(d);
+        std::fs::File::create(&dst)?;
+        bind_read_only(&src, &dst, libc::MS_NOEXEC)?;
+    }
+    mkdir_all(&staging.join("tmp/work"))?;
+    let dot = c".";
+    // SAFETY: plain syscalls on valid C strings, in the zygote's private mount namespace.
+    unsafe {
+        if libc::chdir(st.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the
+        // new root. Where the host's root cannot be pivoted (an initramfs), chroot instead:
+        // children can neither chroot nor mount, so they cannot climb out of it.
+        if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) == 0 {
+            if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        } else if libc::chroot(dot.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let ro = libc::MS_REMOUNT
+        | libc::MS_BIND
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC;
+    sys_mount(None, &CString::from(c"/"), None, ro, None)
+}
+
+/// Fallback without the minimal filesystem: a size-capped tmpfs on the (host) work directory,
+/// so a program writing files until its timeout fills at most that, never the host's disk.
+fn private_tmpfs(workdir: &Path, ids: Option<(u32, u32)>) -> io::Result<()> {
+    mount_tmpfs(&cstr(workdir)?, WORKDIR_BYTES, ids)
 }
 
 /// Moves a descriptor above the range a child rewires (0..=3), so `dup2` onto those targets can
@@ -291,7 +546,7 @@ fn set_rlimit(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Resul
 /// Must only be called in a freshly forked, single-threaded child.
 pub unsafe fn enter(
     prep: &Prepared,
-    req: &Request,
+    cfg: &ZygoteConfig,
     stdout_w: Option<RawFd>,
     result_w: RawFd,
     job_r: RawFd,
@@ -304,17 +559,6 @@ pub unsafe fn enter(
         }
     };
     check(libc::setsid()).map_err(step("setsid"))?;
-    check(libc::prctl(
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGKILL as libc::c_ulong,
-    ))
-    .map_err(step("parent-death signal"))?;
-    if libc::getppid() != zygote_pid {
-        return Err(SetupError {
-            step: "fork",
-            error: io::Error::other("the zygote died"),
-        });
-    }
     // Descriptors: 0 <- /dev/null, 1 <- stdout pipe (or /dev/null), 2 <- /dev/null, 3 <- result,
     // 4 <- the job (read once, then closed). Sources move above the targets first, so no dup2
     // can overwrite a source that is still needed.
@@ -337,19 +581,49 @@ pub unsafe fn enter(
     fds().map_err(step("descriptors"))?;
     check(libc::chdir(prep.workdir_c.as_ptr())).map_err(step("chdir"))?;
 
-    let cpu = req.cpu_secs.max(1);
+    let cpu = cfg.cpu_secs.max(1);
+    // Soft and hard limits are equal (CPU: one second of slack for SIGXCPU before SIGKILL), and
+    // without privileges a child can lower them but never raise them.
     let limits = || -> io::Result<()> {
         set_rlimit(libc::RLIMIT_CPU, cpu, cpu + 1)?;
-        set_rlimit(libc::RLIMIT_AS, req.memory_bytes, req.memory_bytes)?;
+        set_rlimit(libc::RLIMIT_AS, cfg.memory_bytes, cfg.memory_bytes)?;
         set_rlimit(libc::RLIMIT_FSIZE, 16 << 20, 16 << 20)?;
         set_rlimit(libc::RLIMIT_NOFILE, 64, 64)?;
         set_rlimit(libc::RLIMIT_CORE, 0, 0)?;
         set_rlimit(libc::RLIMIT_MEMLOCK, 0, 0)?;
         set_rlimit(libc::RLIMIT_MSGQUEUE, 0, 0)?;
+        // No real-time scheduling and no raised priority, even if the filter were bypassed.
+        set_rlimit(libc::RLIMIT_RTPRIO, 0, 0)?;
+        set_rlimit(libc::RLIMIT_RTTIME, 0, 0)?;
+        set_rlimit(libc::RLIMIT_NICE, 0, 0)?;
         // Ignored for privileged users; seccomp below is what stops process creation for them.
         set_rlimit(libc::RLIMIT_NPROC, 0, 0)
     };
     limits().map_err(step("rlimits"))?;
+    if let Some((uid, gid)) = prep.sandbox_ids {
+        // Changing every user id clears all capabilities (permitted, effective, ambient).
+        check(libc::setgroups(0, std::ptr::null())).map_err(step("setgroups"))?;
+        check(libc::setresgid(gid, gid, gid)).map_err(step("setresgid"))?;
+        check(libc::setresuid(uid, uid, uid)).map_err(step("setresuid"))?;
+        if libc::geteuid() != uid || libc::getegid() != gid {
+            return Err(SetupError {
+                step: "setresuid",
+                error: io::Error::other("the user id did not change"),
+            });
+        }
+    }
+    // After the user change, which clears the parent-death signal.
+    check(libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+    ))
+    .map_err(step("parent-death signal"))?;
+    if libc::getppid() != zygote_pid {
+        return Err(SetupError {
+            step: "fork",
+            error: io::Error::other("the zygote died"),
+        });
+    }
 
     check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)).map_err(step("no_new_privs"))?;
     if let Some(rs) = &prep.ruleset {
@@ -454,6 +728,9 @@ fn denied_to_children() -> Vec<(libc::c_long, i32)> {
         // ENOSYS makes libc fall back to clone(), which is refused above.
         (SYS_clone3, ENOSYS),
         (SYS_pidfd_open, EPERM),
+        // The zygote mounts a fresh work directory per run; its children mount nothing.
+        (SYS_mount, EPERM),
+        (SYS_umount2, EPERM),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend_from_slice(&[(SYS_fork, EPERM), (SYS_vfork, EPERM)]);
@@ -475,8 +752,6 @@ fn denied() -> Vec<(libc::c_long, i32)> {
         (SYS_kcmp, eperm),
         (SYS_pidfd_send_signal, eperm),
         (SYS_pidfd_getfd, eperm),
-        (SYS_mount, eperm),
-        (SYS_umount2, eperm),
         (SYS_pivot_root, eperm),
         (SYS_chroot, eperm),
         (SYS_unshare, eperm),
@@ -518,11 +793,81 @@ fn denied() -> Vec<(libc::c_long, i32)> {
         (SYS_fsconfig, eperm),
         (SYS_fsmount, eperm),
         (SYS_fspick, eperm),
+        // SysV IPC and POSIX message queues outlive the process that made them.
+        (SYS_shmget, eperm),
+        (SYS_shmat, eperm),
+        (SYS_shmctl, eperm),
+        (SYS_shmdt, eperm),
+        (SYS_msgget, eperm),
+        (SYS_msgsnd, eperm),
+        (SYS_msgrcv, eperm),
+        (SYS_msgctl, eperm),
+        (SYS_semget, eperm),
+        (SYS_semop, eperm),
+        (SYS_semtimedop, eperm),
+        (SYS_semctl, eperm),
+        (SYS_mq_open, eperm),
+        (SYS_mq_unlink, eperm),
+        (SYS_mq_timedsend, eperm),
+        (SYS_mq_timedreceive, eperm),
+        (SYS_mq_notify, eperm),
+        (SYS_mq_getsetattr, eperm),
+        // Priorities, scheduling classes (real-time ones stall host threads) and placement.
+        (SYS_setpriority, eperm),
+        (SYS_sched_setscheduler, eperm),
+        (SYS_sched_setparam, eperm),
+        (SYS_sched_setattr, eperm),
+        (SYS_sched_setaffinity, eperm),
+        (SYS_ioprio_set, eperm),
+        (SYS_set_mempolicy, eperm),
+        (SYS_mbind, eperm),
+        (SYS_migrate_pages, eperm),
+        (SYS_move_pages, eperm),
+        (SYS_process_madvise, eperm),
+        (SYS_process_mrelease, eperm),
+        (SYS_fanotify_mark, eperm),
+        (SYS_inotify_init1, eperm),
     ];
+    // Extended attributes: "not supported" (what a filesystem without them answers), so
+    // copying code such as shutil.copy2 still works.
+    let xattr: &[c_long] = &[
+        SYS_setxattr,
+        SYS_lsetxattr,
+        SYS_fsetxattr,
+        SYS_getxattr,
+        SYS_lgetxattr,
+        SYS_fgetxattr,
+        SYS_listxattr,
+        SYS_llistxattr,
+        SYS_flistxattr,
+        SYS_removexattr,
+        SYS_lremovexattr,
+        SYS_fremovexattr,
+    ];
+    v.extend(xattr.iter().map(|&nr| (nr, EOPNOTSUPP)));
+    // The *xattrat calls (Linux 6.13), numbered alike on every architecture.
+    v.extend((463..=466).map(|nr| (nr, EOPNOTSUPP)));
     #[cfg(target_arch = "x86_64")]
-    v.extend_from_slice(&[(SYS_mknod, eperm), (SYS_iopl, eperm), (SYS_ioperm, eperm)]);
+    v.extend_from_slice(&[
+        (SYS_mknod, eperm),
+        (SYS_iopl, eperm),
+        (SYS_ioperm, eperm),
+        (SYS_inotify_init, eperm),
+    ]);
     v
 }
+
+/// `ioctl` requests anything legitimate uses: terminal queries (`isatty`, terminal size),
+/// bytes available, blocking mode and close-on-exec. Everything else (file flags such as
+/// "immutable", device control) is answered "not a terminal".
+const IOCTL_ALLOWED: &[u32] = &[
+    0x5401, // TCGETS
+    0x5413, // TIOCGWINSZ
+    0x541B, // FIONREAD
+    0x5421, // FIONBIO
+    0x5450, // FIONCLEX
+    0x5451, // FIOCLEX
+];
 
 /// File-changing syscalls refused when Landlock is missing (then nothing at all is writable).
 fn denied_without_landlock() -> Vec<libc::c_long> {
@@ -597,6 +942,16 @@ fn deny_all(f: &mut Vec<SockFilter>, rules: &[(libc::c_long, i32)]) {
 pub fn zygote_filter() -> Vec<SockFilter> {
     let mut f = filter_head();
     deny_all(&mut f, &denied());
+    let n = IOCTL_ALLOWED.len() as u8;
+    // jeq ioctl; ld arg1; (jeq allowed_i -> allow)*; ret ENOTTY; ret ALLOW
+    f.push(jump(JEQ_K, libc::SYS_ioctl as u32, 0, n + 3));
+    f.push(stmt(LD_W_ABS, off_arg_lo(1)));
+    for (i, a) in IOCTL_ALLOWED.iter().enumerate() {
+        f.push(jump(JEQ_K, *a, n - i as u8, 0));
+    }
+    f.push(stmt(RET_K, RET_ERRNO | libc::ENOTTY as u32));
+    f.push(stmt(RET_K, RET_ALLOW));
+    // Every other syscall.
     f.push(stmt(RET_K, RET_ALLOW));
     f
 }
@@ -621,6 +976,9 @@ pub fn child_filter(pid: libc::pid_t, deny_writes: bool) -> Vec<SockFilter> {
         (libc::SYS_tgkill, &[me]),
         (libc::SYS_rt_sigqueueinfo, &[me]),
         (libc::SYS_rt_tgsigqueueinfo, &[me]),
+        // Resource limits of itself only (pid 0 is "the caller"); raising a hard limit needs a
+        // capability children do not have.
+        (libc::SYS_prlimit64, &[0, me]),
     ];
     for (nr, allowed) in signal_rules {
         let n = allowed.len() as u8;

@@ -5,14 +5,11 @@
 //! work, so untrusted bytes are never unmarshalled by a Python interpreter and no Python
 //! `__eq__` of a program's object ever runs where the answer is judged.
 
-use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Deepest nesting accepted; CPython's marshal refuses deeper data itself.
 const MAX_DEPTH: usize = 2000;
-/// Upper bound on nodes visited by one comparison; shared sub-objects (marshal refs) could
-/// otherwise make a small blob exponentially expensive to compare.
-const WORK_BUDGET: u64 = 20_000_000;
 
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -264,10 +261,51 @@ fn int_from_integral_float(x: f64) -> Value {
     make_int(x < 0.0, digits)
 }
 
-/// A canonical, totally ordered form of a hashable value: Python-equal values map to equal keys
-/// (1 == 1.0 == True, set == frozenset), so sets and dict keys can be compared by sorting.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Key {
+/// A float tolerance for comparisons: numbers `x` (found) and `y` (expected), at least one of
+/// them a float or complex, are equal when `|x - y| <= atol + rtol * |y|` (as numpy's
+/// `isclose`). Infinities must match exactly; NaN equals NaN. Exact by default.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Tolerance {
+    pub const EXACT: Tolerance = Tolerance {
+        atol: 0.0,
+        rtol: 0.0,
+    };
+
+    pub fn is_exact(&self) -> bool {
+        self.atol == 0.0 && self.rtol == 0.0
+    }
+
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if !(self.atol.is_finite() && self.atol >= 0.0) {
+            return Err("atol must be finite and >= 0");
+        }
+        if !(self.rtol.is_finite() && self.rtol >= 0.0) {
+            return Err("rtol must be finite and >= 0");
+        }
+        Ok(())
+    }
+
+    fn close(&self, x: f64, y: f64) -> bool {
+        if x == y || (x.is_nan() && y.is_nan()) {
+            return true;
+        }
+        if !(x.is_finite() && y.is_finite()) {
+            return false;
+        }
+        (x - y).abs() <= self.atol + self.rtol * y.abs()
+    }
+}
+
+/// A canonical node: Python-equal values get the same node (1 == 1.0 == True == 1+0j,
+/// set == frozenset, dicts and sets in any order), so two values are equal exactly when their
+/// canonical ids are. Children are ids, so each node is hashed once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Node {
     None,
     Ellipsis,
     StopIteration,
@@ -277,59 +315,23 @@ enum Key {
     Complex(u64, u64),
     Str(Rc<[u8]>),
     Bytes(Rc<[u8]>),
-    Tuple(Vec<Key>),
-    FrozenSet(Vec<Key>),
-    // Unhashable in Python; only reachable from forged blobs. Keyed structurally anyway.
-    List(Vec<Key>),
-    Dict(Vec<(Key, Key)>),
+    Tuple(Vec<u32>),
+    List(Vec<u32>),
+    Set(Vec<u32>),
+    Dict(Vec<(u32, u32)>),
 }
 
-fn float_key(x: f64) -> Key {
+fn float_node(x: f64) -> Node {
     if x.is_nan() {
-        Key::NaN
+        Node::NaN
     } else if x.is_finite() && x.fract() == 0.0 {
         match int_from_integral_float(x) {
-            Value::Int(n, d) => Key::Int(n, d),
+            Value::Int(n, d) => Node::Int(n, d),
             _ => unreachable!(),
         }
     } else {
-        Key::Float(x.to_bits())
+        Node::Float(x.to_bits())
     }
-}
-
-fn key(v: &Value, budget: &mut u64) -> Option<Key> {
-    *budget = budget.checked_sub(1)?;
-    Some(match v {
-        Value::None => Key::None,
-        Value::Ellipsis => Key::Ellipsis,
-        Value::StopIteration => Key::StopIteration,
-        Value::Bool(b) => match int_from_i64(*b as i64) {
-            Value::Int(n, d) => Key::Int(n, d),
-            _ => unreachable!(),
-        },
-        Value::Int(n, d) => Key::Int(*n, d.clone()),
-        Value::Float(x) => float_key(*x),
-        Value::Complex(re, im) if *im == 0.0 => float_key(*re),
-        Value::Complex(re, im) => Key::Complex(float_bits(*re), float_bits(*im)),
-        Value::Str(s) => Key::Str(s.clone()),
-        Value::Bytes(b) => Key::Bytes(b.clone()),
-        Value::Tuple(t) => Key::Tuple(keys(t, budget)?),
-        Value::List(t) => Key::List(keys(t, budget)?),
-        Value::Set(t) | Value::FrozenSet(t) => {
-            let mut k = keys(t, budget)?;
-            k.sort();
-            k.dedup();
-            Key::FrozenSet(k)
-        }
-        Value::Dict(items) => {
-            let mut k = Vec::with_capacity(items.len());
-            for (a, b) in items.iter() {
-                k.push((key(a, budget)?, key(b, budget)?));
-            }
-            k.sort();
-            Key::Dict(k)
-        }
-    })
 }
 
 fn float_bits(x: f64) -> u64 {
@@ -342,115 +344,198 @@ fn float_bits(x: f64) -> u64 {
     }
 }
 
-fn keys(vs: &[Value], budget: &mut u64) -> Option<Vec<Key>> {
-    vs.iter().map(|v| key(v, budget)).collect()
-}
-
-/// A number as (real, imag) for cross-type comparison; None for non-numbers.
-enum Num<'a> {
-    Int(bool, &'a [u16]),
-    Float(f64),
-    Complex(f64, f64),
-}
-
-fn as_num(v: &Value) -> Option<Num<'_>> {
+/// Where a value's shared part lives: decoded back-references share one allocation, so
+/// memoising by address makes the work linear in the encoded size, however often a part is
+/// referenced.
+fn shared_addr(v: &Value) -> Option<(usize, u8)> {
+    let addr = |p: *const u8, tag: u8| Some((p as usize, tag));
     match v {
-        Value::Bool(false) => Some(Num::Int(false, &[])),
-        Value::Bool(true) => Some(Num::Int(false, &[1])),
-        Value::Int(n, d) => Some(Num::Int(*n, d)),
-        Value::Float(x) => Some(Num::Float(*x)),
-        Value::Complex(re, im) => Some(Num::Complex(*re, *im)),
+        Value::Tuple(t) => addr(t.as_ptr().cast(), 0),
+        Value::List(t) => addr(t.as_ptr().cast(), 1),
+        Value::Set(t) => addr(t.as_ptr().cast(), 2),
+        Value::FrozenSet(t) => addr(t.as_ptr().cast(), 3),
+        Value::Dict(t) => addr(t.as_ptr().cast(), 4),
+        Value::Str(s) => addr(s.as_ptr(), 5),
+        Value::Bytes(s) => addr(s.as_ptr(), 6),
         _ => None,
     }
 }
 
-fn float_eq(a: f64, b: f64) -> bool {
-    a == b || (a.is_nan() && b.is_nan())
+#[derive(Default)]
+struct Canon {
+    ids: HashMap<Node, u32>,
+    by_addr: HashMap<(usize, u8), u32>,
 }
 
-fn int_float_eq(neg: bool, d: &[u16], x: f64) -> bool {
-    if !x.is_finite() || x.fract() != 0.0 {
+impl Canon {
+    fn intern(&mut self, n: Node) -> u32 {
+        let next = self.ids.len() as u32;
+        *self.ids.entry(n).or_insert(next)
+    }
+
+    fn id(&mut self, v: &Value) -> u32 {
+        let addr = shared_addr(v);
+        if let Some(a) = addr {
+            if let Some(&id) = self.by_addr.get(&a) {
+                return id;
+            }
+        }
+        let node = match v {
+            Value::None => Node::None,
+            Value::Ellipsis => Node::Ellipsis,
+            Value::StopIteration => Node::StopIteration,
+            Value::Bool(b) => Node::Int(false, if *b { Rc::from(&[1u16][..]) } else { Rc::from(&[][..]) }),
+            Value::Int(n, d) => Node::Int(*n, d.clone()),
+            Value::Float(x) => float_node(*x),
+            Value::Complex(re, im) if *im == 0.0 => float_node(*re),
+            Value::Complex(re, im) => Node::Complex(float_bits(*re), float_bits(*im)),
+            Value::Str(s) => Node::Str(s.clone()),
+            Value::Bytes(b) => Node::Bytes(b.clone()),
+            Value::Tuple(t) => Node::Tuple(t.iter().map(|x| self.id(x)).collect()),
+            Value::List(t) => Node::List(t.iter().map(|x| self.id(x)).collect()),
+            Value::Set(t) | Value::FrozenSet(t) => {
+                let mut k: Vec<u32> = t.iter().map(|x| self.id(x)).collect();
+                k.sort_unstable();
+                k.dedup();
+                Node::Set(k)
+            }
+            Value::Dict(items) => Node::Dict(self.dict_items(items)),
+        };
+        let id = self.intern(node);
+        if let Some(a) = addr {
+            self.by_addr.insert(a, id);
+        }
+        id
+    }
+
+    /// (key id, value id) sorted by key; a repeated key keeps its last value, as in Python.
+    fn dict_items(&mut self, items: &[(Value, Value)]) -> Vec<(u32, u32)> {
+        let mut m: HashMap<u32, u32> = HashMap::with_capacity(items.len());
+        for (k, v) in items {
+            let (k, v) = (self.id(k), self.id(v));
+            m.insert(k, v);
+        }
+        let mut out: Vec<(u32, u32)> = m.into_iter().collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// A number for tolerant comparison; None for non-numbers.
+fn as_complex(v: &Value) -> Option<(f64, f64, bool)> {
+    // (re, im, is_integer)
+    match v {
+        Value::Bool(b) => Some((*b as u8 as f64, 0.0, true)),
+        Value::Int(n, d) => {
+            let m = d.iter().rev().fold(0f64, |acc, &x| acc * 32768.0 + x as f64);
+            Some((if *n { -m } else { m }, 0.0, true))
+        }
+        Value::Float(x) => Some((*x, 0.0, false)),
+        Value::Complex(re, im) => Some((*re, *im, false)),
+        _ => None,
+    }
+}
+
+/// Python `==` on plain data, with NaN equal to NaN (as the reprs would be).
+pub fn equal(a: &Value, b: &Value) -> bool {
+    equal_within(a, b, Tolerance::EXACT)
+}
+
+/// `equal`, with floats compared within `tol` (`b` is the expected value). Sets and dict keys
+/// are always compared exactly. Work is linear in the values' encoded sizes.
+pub fn equal_within(a: &Value, b: &Value, tol: Tolerance) -> bool {
+    let mut canon = Canon::default();
+    let (ia, ib) = (canon.id(a), canon.id(b));
+    if ia == ib {
+        return true;
+    }
+    if tol.is_exact() {
         return false;
     }
-    match int_from_integral_float(x) {
-        Value::Int(n2, d2) => n2 == neg && *d2 == *d,
-        _ => false,
-    }
+    // Each step pairs two nodes; the memo of pairs keeps shared parts from being walked twice,
+    // and the budget keeps mismatched sharing from costing more than a linear amount.
+    let budget = 8 * (canon.ids.len() as u64 + 16) + 10_000;
+    let mut walk = TolerantWalk {
+        canon,
+        tol,
+        memo: HashMap::new(),
+        budget,
+    };
+    walk.eq(a, b).unwrap_or(false)
 }
 
-fn num_eq(a: Num<'_>, b: Num<'_>) -> bool {
-    match (a, b) {
-        (Num::Int(n1, d1), Num::Int(n2, d2)) => n1 == n2 && d1 == d2,
-        (Num::Int(n, d), Num::Float(x)) | (Num::Float(x), Num::Int(n, d)) => int_float_eq(n, d, x),
-        (Num::Float(x), Num::Float(y)) => float_eq(x, y),
-        (Num::Complex(r1, i1), Num::Complex(r2, i2)) => float_eq(r1, r2) && float_eq(i1, i2),
-        (Num::Complex(r, i), other) | (other, Num::Complex(r, i)) => {
-            i == 0.0 && num_eq(Num::Float(r), other)
-        }
-    }
+struct TolerantWalk {
+    canon: Canon,
+    tol: Tolerance,
+    memo: HashMap<((usize, u8), (usize, u8)), bool>,
+    budget: u64,
 }
 
-/// Python `==` on plain data (with NaN equal to NaN, as the reprs would be). Gives up (false)
-/// past a fixed work budget.
-pub fn equal(a: &Value, b: &Value) -> bool {
-    let mut budget = WORK_BUDGET;
-    eq(a, b, &mut budget).unwrap_or(false)
-}
-
-fn eq(a: &Value, b: &Value, budget: &mut u64) -> Option<bool> {
-    *budget = budget.checked_sub(1)?;
-    if let (Some(x), Some(y)) = (as_num(a), as_num(b)) {
-        return Some(num_eq(x, y));
-    }
-    Some(match (a, b) {
-        (Value::None, Value::None) => true,
-        (Value::Ellipsis, Value::Ellipsis) => true,
-        (Value::StopIteration, Value::StopIteration) => true,
-        (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Bytes(x), Value::Bytes(y)) => x == y,
-        (Value::Tuple(x), Value::Tuple(y)) | (Value::List(x), Value::List(y)) => {
-            if x.len() != y.len() {
-                return Some(false);
+impl TolerantWalk {
+    fn eq(&mut self, a: &Value, b: &Value) -> Option<bool> {
+        self.budget = self.budget.checked_sub(1)?;
+        if let (Some(x), Some(y)) = (as_complex(a), as_complex(b)) {
+            if x.2 && y.2 {
+                return Some(self.canon.id(a) == self.canon.id(b));
             }
-            for (p, q) in x.iter().zip(y.iter()) {
-                if !eq(p, q, budget)? {
-                    return Some(false);
+            return Some(self.tol.close(x.0, y.0) && self.tol.close(x.1, y.1));
+        }
+        let key = match (shared_addr(a), shared_addr(b)) {
+            (Some(p), Some(q)) => Some((p, q)),
+            _ => None,
+        };
+        if let Some(k) = key {
+            if let Some(&r) = self.memo.get(&k) {
+                return Some(r);
+            }
+        }
+        let r = match (a, b) {
+            (Value::Tuple(x), Value::Tuple(y)) | (Value::List(x), Value::List(y)) => {
+                if x.len() != y.len() {
+                    false
+                } else {
+                    let mut all = true;
+                    for (p, q) in x.iter().zip(y.iter()) {
+                        if !self.eq(p, q)? {
+                            all = false;
+                            break;
+                        }
+                    }
+                    all
                 }
             }
-            true
-        }
-        (Value::Set(x) | Value::FrozenSet(x), Value::Set(y) | Value::FrozenSet(y)) => {
-            let mut kx = keys(x, budget)?;
-            let mut ky = keys(y, budget)?;
-            kx.sort();
-            kx.dedup();
-            ky.sort();
-            ky.dedup();
-            kx == ky
-        }
-        (Value::Dict(x), Value::Dict(y)) => {
-            if x.len() != y.len() {
-                return Some(false);
-            }
-            let mut kx = Vec::with_capacity(x.len());
-            for (k, v) in x.iter() {
-                kx.push((key(k, budget)?, v));
-            }
-            let mut ky = Vec::with_capacity(y.len());
-            for (k, v) in y.iter() {
-                ky.push((key(k, budget)?, v));
-            }
-            kx.sort_by(|p, q| p.0.cmp(&q.0));
-            ky.sort_by(|p, q| p.0.cmp(&q.0));
-            for ((k1, v1), (k2, v2)) in kx.iter().zip(ky.iter()) {
-                if k1.cmp(k2) != Ordering::Equal || !eq(v1, v2, budget)? {
-                    return Some(false);
+            (Value::Dict(x), Value::Dict(y)) => {
+                let mut mx: HashMap<u32, &Value> = HashMap::new();
+                for (k, v) in x.iter() {
+                    mx.insert(self.canon.id(k), v);
+                }
+                let mut my: HashMap<u32, &Value> = HashMap::new();
+                for (k, v) in y.iter() {
+                    my.insert(self.canon.id(k), v);
+                }
+                if mx.len() != my.len() {
+                    false
+                } else {
+                    let mut all = true;
+                    for (k, v) in &mx {
+                        match my.get(k) {
+                            Some(w) if self.eq(v, w)? => {}
+                            _ => {
+                                all = false;
+                                break;
+                            }
+                        }
+                    }
+                    all
                 }
             }
-            true
+            _ => self.canon.id(a) == self.canon.id(b),
+        };
+        if let Some(k) = key {
+            self.memo.insert(k, r);
         }
-        _ => false,
-    })
+        Some(r)
+    }
 }
 
 #[cfg(test)]
@@ -515,6 +600,40 @@ mod tests {
         assert!(!equal(&d1, &d3));
     }
 
+    #[test]
+    fn tolerance() {
+        let tol = Tolerance {
+            atol: 1e-6,
+            rtol: 0.0,
+        };
+        let x = Value::List(vec![Value::Float(0.1 + 0.2), int_from_i64(3)].into());
+        let y = Value::List(vec![Value::Float(0.3), Value::Float(3.0000001)].into());
+        assert!(!equal(&x, &y));
+        assert!(equal_within(&x, &y, tol));
+        assert!(!equal_within(
+            &Value::Float(1.0),
+            &Value::Float(1.1),
+            tol
+        ));
+        // Integers stay exact; infinities must match; NaN equals NaN.
+        assert!(!equal_within(&int_from_i64(1), &int_from_i64(2), Tolerance { atol: 5.0, rtol: 0.0 }));
+        assert!(!equal_within(&Value::Float(f64::INFINITY), &Value::Float(1e308), tol));
+        assert!(equal_within(&Value::Float(f64::NAN), &Value::Float(f64::NAN), tol));
+        let rel = Tolerance {
+            atol: 0.0,
+            rtol: 1e-3,
+        };
+        assert!(equal_within(&Value::Float(1000.5), &Value::Float(1000.0), rel));
+        // Dict keys are exact, values tolerant.
+        let d1 = Value::Dict(vec![(Value::Float(0.5), Value::Float(1.0))].into());
+        let d2 = Value::Dict(vec![(Value::Float(0.5), Value::Float(1.0 + 1e-9))].into());
+        let d3 = Value::Dict(vec![(Value::Float(0.5 + 1e-9), Value::Float(1.0))].into());
+        assert!(equal_within(&d1, &d2, tol));
+        assert!(!equal_within(&d1, &d3, tol));
+        assert!(Tolerance { atol: -1.0, rtol: 0.0 }.validate().is_err());
+        assert!(Tolerance { atol: f64::NAN, rtol: 0.0 }.validate().is_err());
+    }
+
     fn with_big_stack(f: impl FnOnce() + Send + 'static) {
         // Debug builds use far larger frames than release builds; give the recursion room.
         std::thread::Builder::new()
@@ -552,21 +671,45 @@ mod tests {
         assert_eq!(decode(&deep).unwrap_err(), DecodeError::TooDeep);
     }
 
-    #[test]
-    fn shared_refs_do_not_blow_up() {
-        // a = [1]; for _ in range(60): a = [a, a]  -> 2**60 leaves if expanded.
+    /// a = [leaf]; then `levels` times a = [a, a]: 2**levels leaves if expanded.
+    fn doubling(levels: usize, leaf: i32) -> Vec<u8> {
         let mut blob = Vec::new();
-        for _ in 0..60 {
+        for _ in 0..levels {
             blob.extend_from_slice(b"\xdb\x02\x00\x00\x00");
         }
-        blob.extend_from_slice(b"\xdb\x01\x00\x00\x00\xe9\x01\x00\x00\x00");
+        blob.extend_from_slice(b"\xdb\x01\x00\x00\x00\xe9");
+        blob.extend_from_slice(&leaf.to_le_bytes());
         // Closing pairs: each level's second element refers back to its first.
-        for i in (0..60i32).rev() {
+        for i in (0..levels as i32).rev() {
             blob.push(b'r');
             blob.extend_from_slice(&(i + 1).to_le_bytes());
         }
-        let v = decode(&blob).unwrap();
-        // Comparing the value with itself would take 2**60 steps; the budget stops it.
-        assert!(!equal(&v, &v));
+        blob
+    }
+
+    #[test]
+    fn shared_refs_compare_in_linear_work() {
+        with_big_stack(|| {
+            let (a, b, c) = (doubling(60, 1), doubling(60, 1), doubling(60, 2));
+            let (va, vb, vc) = (d(&a), d(&b), d(&c));
+            // Separately decoded, 2**60 leaves each: equal values compare equal, different ones
+            // unequal, without walking the expansion.
+            assert!(equal(&va, &va));
+            assert!(equal(&va, &vb));
+            assert!(!equal(&va, &vc));
+            let tol = Tolerance {
+                atol: 0.5,
+                rtol: 0.0,
+            };
+            assert!(equal_within(&va, &vb, tol));
+            assert!(!equal_within(&va, &vc, tol));
+            // A tree and a DAG of the same value are equal too.
+            let mut tree = int_from_i64(1);
+            tree = Value::List(vec![tree].into());
+            for _ in 0..10 {
+                tree = Value::List(vec![tree.clone(), tree].into());
+            }
+            assert!(equal(&tree, &d(&doubling(10, 1))));
+        });
     }
 }

@@ -1,4 +1,4 @@
-# The zygote: run as `python -s -S -P -c <this> EXTENSION WORKDIR [READ_PATH...]`.
+# The zygote: run as `python -s -S -P -c <this> EXTENSION STAGING CONFIG [READ_PATH...]`.
 #
 # It loads the compiled executor module from its file (no site-packages: programs see only the
 # standard library), imports what programs commonly use once, freezes the heap for cheap forks,
@@ -19,8 +19,9 @@ def _load(path):
 
 
 _ext = _load(sys.argv[1])
-_workdir = sys.argv[2]
-_extra_paths = sys.argv[3:]
+_staging = sys.argv[2]
+_config = sys.argv[3]
+_extra_paths = sys.argv[4:]
 
 # Preloaded so that children fork with them already imported (and never need to read files).
 import ast  # noqa: E402
@@ -28,6 +29,7 @@ import bisect  # noqa: E402,F401
 import builtins  # noqa: E402
 import collections  # noqa: E402,F401
 import copy  # noqa: E402,F401
+import datetime  # noqa: E402
 import functools  # noqa: E402,F401
 import gc  # noqa: E402
 import heapq  # noqa: E402,F401
@@ -39,6 +41,7 @@ import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402,F401
 import string  # noqa: E402,F401
+import time  # noqa: E402
 import traceback  # noqa: E402,F401
 import typing  # noqa: E402,F401
 import unicodedata  # noqa: E402,F401
@@ -68,7 +71,7 @@ _str_slice = str.__getitem__
 _stdout = sys.stdout
 _parse = ast.parse
 _Call, _Name = ast.Call, ast.Name
-_EPERM = {1, 13}  # EPERM, EACCES: what the sandbox answers
+_EPERM = {1, 13, 30}  # EPERM, EACCES, EROFS: what the sandbox answers
 
 
 def _exact(s, cap):
@@ -136,9 +139,109 @@ def _execute(kind, program, inputs, value_cap):
     return _OK, text, blob, None
 
 
+# A shifted wall clock (Job.clock_offset_s), so that two validation runs of one program see
+# different dates and times. Built here once; a job with an offset only rebinds names.
+_OFF = [0.0, 0]
+_real = {n: getattr(time, n) for n in (
+    "time", "time_ns", "localtime", "gmtime", "ctime", "asctime", "strftime", "clock_gettime",
+    "clock_gettime_ns",
+)}
+_RealDateTime, _RealDate = datetime.datetime, datetime.date
+_WALL_CLOCKS = {time.CLOCK_REALTIME, getattr(time, "CLOCK_TAI", -1),
+                getattr(time, "CLOCK_REALTIME_COARSE", -1)} - {-1}
+
+
+def _time():
+    return _real["time"]() + _OFF[0]
+
+
+def _time_ns():
+    return _real["time_ns"]() + _OFF[1]
+
+
+def _localtime(secs=None):
+    return _real["localtime"](_time() if secs is None else secs)
+
+
+def _gmtime(secs=None):
+    return _real["gmtime"](_time() if secs is None else secs)
+
+
+def _ctime(secs=None):
+    return _real["ctime"](_time() if secs is None else secs)
+
+
+def _asctime(t=None):
+    return _real["asctime"](_localtime() if t is None else t)
+
+
+def _strftime(fmt, t=None):
+    return _real["strftime"](fmt, _localtime() if t is None else t)
+
+
+def _clock_gettime(clk):
+    r = _real["clock_gettime"](clk)
+    return r + _OFF[0] if clk in _WALL_CLOCKS else r
+
+
+def _clock_gettime_ns(clk):
+    r = _real["clock_gettime_ns"](clk)
+    return r + _OFF[1] if clk in _WALL_CLOCKS else r
+
+
+class _Real(type):
+    # isinstance(x, datetime.datetime) stays true for every real datetime.
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, cls.__bases__[0])
+
+    def __subclasscheck__(cls, sub):
+        return issubclass(sub, cls.__bases__[0])
+
+
+class _DateTime(_RealDateTime, metaclass=_Real):
+    # Everything it makes is a plain datetime (same repr, same type).
+    def __new__(cls, *args, **kwargs):
+        return _RealDateTime(*args, **kwargs)
+
+    @classmethod
+    def now(cls, tz=None):
+        return _RealDateTime.fromtimestamp(_time(), tz)
+
+    @classmethod
+    def today(cls):
+        return _RealDateTime.fromtimestamp(_time())
+
+    @classmethod
+    def utcnow(cls):
+        return _RealDateTime.utcfromtimestamp(_time())
+
+
+class _Date(_RealDate, metaclass=_Real):
+    def __new__(cls, *args, **kwargs):
+        return _RealDate(*args, **kwargs)
+
+    @classmethod
+    def today(cls):
+        return _RealDate.fromtimestamp(_time())
+
+
+for _c, _real_c in ((_DateTime, _RealDateTime), (_Date, _RealDate)):
+    _c.__name__, _c.__qualname__, _c.__module__ = _real_c.__name__, _real_c.__qualname__, "datetime"
+
+
+def _shift_clock(offset_ns):
+    _OFF[0], _OFF[1] = offset_ns / 1e9, offset_ns
+    time.time, time.time_ns, time.localtime, time.gmtime = _time, _time_ns, _localtime, _gmtime
+    time.ctime, time.asctime, time.strftime = _ctime, _asctime, _strftime
+    time.clock_gettime, time.clock_gettime_ns = _clock_gettime, _clock_gettime_ns
+    datetime.datetime, datetime.date = _DateTime, _Date
+
+
 def _run(job):
-    kind, program, inputs, random_seed, recursion_limit, digits, value_cap = job
+    kind, program, inputs, random_seed, recursion_limit, digits, value_cap, clock_ns = job
     try:
+        if clock_ns:
+            _shift_clock(clock_ns)
         random.seed(random_seed)
         sys.setrecursionlimit(recursion_limit)
         sys.set_int_max_str_digits(digits)
@@ -183,11 +286,15 @@ def _warm_up():
 
 def _main():
     _warm_up()
-    paths = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *_extra_paths})
+    # The standard library lives under the base prefixes; a virtual environment's own prefix
+    # (its site-packages) is of no use to programs started with -s -S.
+    paths = sorted({sys.base_prefix, sys.base_exec_prefix, *_extra_paths})
     version = sys.version.split()[0]
+    workdir = _ext._zygote_prepare(paths, _staging, _config)
+    os.environ["HOME"] = os.environ["TMPDIR"] = str(workdir)
     gc.collect()
     gc.freeze()
-    job = _ext._zygote_serve(paths, _workdir, version)
+    job = _ext._zygote_serve(version)
     if job is None:
         _exit(0)
     try:

@@ -1,27 +1,36 @@
 //! The zygote side: a pre-warmed interpreter (single-threaded, never running untrusted code)
-//! that forks one child per job, supervises it from outside and reports what it observed.
+//! that forks one sandboxed child at a time and reaps it.
+//!
+//! The zygote never sees a job's bytes. It hands each waiting child's pipes (and a pidfd) to
+//! the host over its control socket; the host writes the job into the child, reads its output
+//! and result, and kills it when a limit is reached. The zygote only forks, reaps and reports
+//! exit status and resource use. So its memory, which every later child inherits, holds no
+//! program, input, expected value or result of any job.
 //!
 //! This code runs inside the zygote's Python process (the extension module is loaded there), but
-//! it is plain Rust over file descriptors 0 (requests) and 1 (responses).
+//! it is plain Rust over file descriptor 0 (the control socket).
 
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
-use crate::protocol::{read_frame, write_frame, ChildJob, Exit, Hello, Request, Response};
-use crate::sandbox::{self, Prepared, SANDBOX_FAILED_EXIT, SANDBOX_READY};
+use crate::fdpass;
+use crate::protocol::{read_frame, ChildJob, Exit, Hello, ZygoteConfig, ZygoteMsg};
+use crate::sandbox::{self, Prepared, SANDBOX_FAILED_EXIT};
 
-/// Cap on the child's own report beyond the value cap: the tuple around it and the error text.
-const RESULT_SLACK: u64 = 64 << 10;
+/// The control socket (a SOCK_SEQPACKET end the host created).
+const CONTROL: RawFd = 0;
 
 pub enum Forked {
     /// We are the child, sandboxed: run this job and exit.
     Child(ChildJob),
-    /// The host closed the request stream: the zygote should exit.
+    /// The host closed the control socket: the zygote should exit.
     Shutdown,
 }
+
+static PREPARED: Mutex<Option<(Prepared, ZygoteConfig)>> = Mutex::new(None);
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
@@ -33,29 +42,43 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a valid descriptor.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the descriptor is owned from here.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sets up namespaces, the minimal filesystem and the Landlock rules (before the interpreter
+/// freezes its heap). Returns the work directory as children will see it.
+pub fn prepare(read_paths: &[PathBuf], staging: &Path, cfg: ZygoteConfig) -> io::Result<PathBuf> {
+    let prep = Prepared::new(read_paths, staging)?;
+    let workdir = prep.workdir.clone();
+    *PREPARED.lock().unwrap() = Some((prep, cfg));
+    Ok(workdir)
 }
 
 /// The zygote's main loop. Returns in the zygote only on shutdown, and in each child once.
 ///
-/// After every job the zygote forks the next child at once ("spare"), which sandboxes itself and
-/// waits for its job on a pipe; fork and set-up then overlap with the host's turn-around instead
-/// of adding to every job's latency.
-pub fn serve(read_paths: &[PathBuf], workdir: &Path, python: &str) -> io::Result<Forked> {
-    // SAFETY: ignoring SIGINT; the host handles Ctrl-C and closes our stdin.
+/// After each child is reaped the zygote at once forks the next one, which sandboxes itself and
+/// waits for its job; fork and set-up overlap with the host's turn-around instead of adding to
+/// every job's latency.
+pub fn serve(python: &str) -> io::Result<Forked> {
+    let (prep, cfg) = PREPARED
+        .lock()
+        .unwrap()
+        .take()
+        .ok_or_else(|| io::Error::other("prepare() was not called"))?;
+    // SAFETY: ignoring SIGINT; the host handles Ctrl-C and closes our socket.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
-    let prep = Prepared::new(read_paths, workdir)?;
     if prep.seccomp {
-        // SAFETY: a filter on this single-threaded process; it leaves fork, signals and files
-        // (all the zygote needs) alone.
+        // SAFETY: a filter on this single-threaded process; it leaves fork, signals, mounts and
+        // files (all the zygote needs) alone.
         unsafe {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
@@ -63,73 +86,144 @@ pub fn serve(read_paths: &[PathBuf], workdir: &Path, python: &str) -> io::Result
             sandbox::install_filter(&sandbox::zygote_filter())?;
         }
     }
-    // fds 0 and 1 belong to the protocol; never close them from here.
-    let mut input = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
-    let mut output = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
     let hello = Hello {
         pid: std::process::id(),
         landlock_abi: prep.landlock_abi,
         seccomp: prep.seccomp,
         workdir_bytes: prep.workdir_bytes,
         python: python.to_string(),
+        sandbox_uid: prep.sandbox_ids.map_or(0, |(u, _)| u),
+        layers: prep
+            .layers
+            .iter()
+            .map(|l| (l.name.clone(), l.active, l.detail.clone()))
+            .collect(),
     };
-    write_frame(&mut *output, &hello.encode())?;
-    let mut spare: Option<Spare> = None;
+    fdpass::send(CONTROL, &ZygoteMsg::Hello(hello).encode(), &[])?;
+    // SAFETY: getpid has no preconditions.
+    let zygote = unsafe { libc::getpid() };
     loop {
-        let Some(frame) = read_frame(&mut *input)? else {
-            if let Some(s) = spare.take() {
-                s.discard();
+        let spare = match fork_child(&prep, &cfg, zygote)? {
+            Fork::Parent(s) => s,
+            Fork::Child(job) => {
+                // Its descriptors are closed already; nothing of it is needed any more.
+                std::mem::forget(prep);
+                return Ok(Forked::Child(job));
             }
+        };
+        let mut fds = vec![spare.job_w.as_raw_fd(), spare.res_r.as_raw_fd()];
+        if let Some(o) = &spare.out_r {
+            fds.push(o.as_raw_fd());
+        }
+        fds.push(spare.pidfd.as_raw_fd());
+        let msg = ZygoteMsg::Spare { pid: spare.pid }.encode();
+        if let Err(e) = fdpass::send(CONTROL, &msg, &fds) {
+            spare.kill_and_reap();
+            return Err(e);
+        }
+        let Spare {
+            pid,
+            pidfd,
+            job_w,
+            res_r,
+            out_r,
+        } = spare;
+        // The host holds the only data ends now.
+        drop((job_w, res_r, out_r));
+        if !wait_for_exit(&pidfd)? {
+            // SAFETY: our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid);
             return Ok(Forked::Shutdown);
+        }
+        let (exit, cpu_us, max_rss_kb) = reap(pid);
+        let msg = ZygoteMsg::Exited {
+            pid,
+            exit,
+            cpu_us,
+            max_rss_kb,
         };
-        let req = Request::decode(&frame)?;
-        let child = match spare.take() {
-            Some(s) if s.key == SpareKey::of(&req) => s,
-            other => {
-                if let Some(s) = other {
-                    s.discard();
-                }
-                match fork_child(&prep, &req)? {
-                    Fork::Parent(s) => s,
-                    Fork::Child(job) => return Ok(Forked::Child(job)),
-                }
+        fdpass::send(CONTROL, &msg.encode(), &[])?;
+        prep.renew_workdir()?;
+    }
+}
+
+/// Waits until the child exits (true) or the host closes the control socket (false).
+fn wait_for_exit(pidfd: &OwnedFd) -> io::Result<bool> {
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: CONTROL,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: a valid pollfd array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
             }
-        };
-        let resp = child.run(&frame, &req);
-        clean_workdir(&prep.workdir);
-        write_frame(&mut *output, &resp.encode())?;
-        match fork_child(&prep, &req)? {
-            Fork::Parent(s) => spare = Some(s),
-            Fork::Child(job) => return Ok(Forked::Child(job)),
+            return Err(e);
+        }
+        if fds[0].revents != 0 {
+            // The host sends nothing but may close: end of stream (or an error) means shutdown.
+            let mut buf = [0u8; 64];
+            match fdpass::recv(CONTROL, &mut buf) {
+                Ok((0, _)) | Err(_) => return Ok(false),
+                Ok(_) => {}
+            }
+        }
+        if fds[1].revents != 0 {
+            return Ok(true);
         }
     }
 }
 
-/// What a spare child was prepared for; a request with other limits needs a fresh child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SpareKey {
-    cpu_secs: u64,
-    memory_bytes: u64,
-    capture_stdout: bool,
-}
-
-impl SpareKey {
-    fn of(req: &Request) -> SpareKey {
-        SpareKey {
-            cpu_secs: req.cpu_secs,
-            memory_bytes: req.memory_bytes,
-            capture_stdout: req.capture_stdout,
+fn reap(pid: libc::pid_t) -> (Exit, u64, u64) {
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid out-parameter; pid is our unreaped child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
         }
     }
+    let exit = if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Code(libc::WEXITSTATUS(status))
+    };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (
+        exit,
+        tv(ru.ru_utime) + tv(ru.ru_stime),
+        ru.ru_maxrss.max(0) as u64,
+    )
 }
 
 /// A forked, sandboxed child waiting for its job.
 struct Spare {
     pid: libc::pid_t,
-    key: SpareKey,
+    pidfd: OwnedFd,
     job_w: OwnedFd,
     out_r: Option<OwnedFd>,
     res_r: OwnedFd,
+}
+
+impl Spare {
+    fn kill_and_reap(self) {
+        // SAFETY: our own unreaped child.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        reap(self.pid);
+    }
 }
 
 enum Fork {
@@ -137,16 +231,15 @@ enum Fork {
     Child(ChildJob),
 }
 
-fn fork_child(prep: &Prepared, req: &Request) -> io::Result<Fork> {
-    let out = if req.capture_stdout {
+fn fork_child(prep: &Prepared, cfg: &ZygoteConfig, zygote: libc::pid_t) -> io::Result<Fork> {
+    let out = if cfg.capture_stdout {
         Some(pipe()?)
     } else {
         None
     };
     let (res_r, res_w) = pipe()?;
     let (job_r, job_w) = pipe()?;
-    // SAFETY: getpid/fork in a single-threaded process.
-    let zygote = unsafe { libc::getpid() };
+    // SAFETY: fork in a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -157,13 +250,13 @@ fn fork_child(prep: &Prepared, req: &Request) -> io::Result<Fork> {
         unsafe {
             if let Err(e) = sandbox::enter(
                 prep,
-                req,
+                cfg,
                 out_w,
                 res_w.as_raw_fd(),
                 job_r.as_raw_fd(),
                 zygote,
             ) {
-                // No marker was written, so the zygote knows this text is ours, not a program's.
+                // No marker was written, so the host knows this text is ours, not a program's.
                 let msg = e.to_string();
                 if libc::write(res_w.as_raw_fd(), msg.as_ptr().cast(), msg.len()) < 0 {
                     libc::write(3, msg.as_ptr().cast(), msg.len());
@@ -175,16 +268,27 @@ fn fork_child(prep: &Prepared, req: &Request) -> io::Result<Fork> {
         std::mem::forget(out);
         std::mem::forget((res_r, res_w, job_r, job_w));
         // SAFETY: fd 4 is the job pipe, ours alone; it is closed before the program runs.
-        let mut jobs = unsafe { std::fs::File::from_raw_fd(4) };
-        let job = read_frame(&mut jobs)
+        let mut jobs = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(4) });
+        let job = read_frame(&mut *jobs)
             .ok()
             .flatten()
-            .and_then(|f| Request::decode(&f).ok())
-            .map(|r| r.job);
-        drop(jobs);
+            .and_then(|f| ChildJob::decode(&f).ok());
+        // SAFETY: closing our own descriptor once.
+        unsafe { libc::close(4) };
         match job {
-            Some(j) => return Ok(Fork::Child(j)),
-            // The zygote went away or sent garbage: nothing to run.
+            Some(j) => {
+                if j.cpu_secs < cfg.cpu_secs {
+                    let s = j.cpu_secs.max(1);
+                    let lim = libc::rlimit {
+                        rlim_cur: s,
+                        rlim_max: s + 1,
+                    };
+                    // SAFETY: lowering our own limit.
+                    unsafe { libc::setrlimit(libc::RLIMIT_CPU, &lim) };
+                }
+                return Ok(Fork::Child(j));
+            }
+            // The host dropped this child or sent garbage: nothing to run.
             None => unsafe { libc::_exit(0) },
         }
     }
@@ -193,249 +297,20 @@ fn fork_child(prep: &Prepared, req: &Request) -> io::Result<Fork> {
         drop(w);
         r
     });
+    let pidfd = match pidfd_open(pid) {
+        Ok(p) => p,
+        Err(e) => {
+            // SAFETY: our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            reap(pid);
+            return Err(e);
+        }
+    };
     Ok(Fork::Parent(Spare {
         pid,
-        key: SpareKey::of(req),
+        pidfd,
         job_w,
         out_r,
         res_r,
     }))
-}
-
-impl Spare {
-    fn run(self, frame: &[u8], req: &Request) -> Response {
-        let start = Instant::now();
-        let Spare {
-            pid,
-            job_w,
-            out_r,
-            res_r,
-            ..
-        } = self;
-        // A child that died during set-up makes this fail with EPIPE; `supervise` reports why.
-        let mut w = std::fs::File::from(job_w);
-        let _ = write_frame(&mut w, frame);
-        drop(w);
-        supervise(pid, start, req, out_r, res_r)
-    }
-
-    /// Kills and reaps an unused spare.
-    fn discard(self) {
-        // SAFETY: our own unreaped child.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-            let mut status = 0;
-            libc::waitpid(self.pid, &mut status, 0);
-        }
-    }
-}
-
-struct Sink {
-    fd: Option<OwnedFd>,
-    buf: Vec<u8>,
-    cap: usize,
-    exceeded: bool,
-}
-
-impl Sink {
-    fn new(fd: Option<OwnedFd>, cap: usize) -> Sink {
-        if let Some(f) = &fd {
-            set_nonblocking(f.as_raw_fd());
-        }
-        Sink {
-            fd,
-            buf: Vec::new(),
-            cap,
-            exceeded: false,
-        }
-    }
-
-    /// Reads what is available. Keeps at most `cap` bytes and notes when more arrived.
-    fn drain(&mut self) {
-        let Some(fd) = &self.fd else { return };
-        let mut chunk = [0u8; 65536];
-        loop {
-            // SAFETY: reading into a local buffer from an owned descriptor.
-            let n = unsafe { libc::read(fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
-            if n > 0 {
-                let n = n as usize;
-                let room = self.cap.saturating_sub(self.buf.len());
-                self.buf.extend_from_slice(&chunk[..n.min(room)]);
-                if n > room {
-                    self.exceeded = true;
-                    return;
-                }
-            } else if n == 0 {
-                self.fd = None; // writer closed
-                return;
-            } else {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if e.kind() != io::ErrorKind::WouldBlock {
-                    self.fd = None;
-                }
-                return;
-            }
-        }
-    }
-}
-
-fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; the descriptor is owned from here.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn supervise(
-    pid: libc::pid_t,
-    start: Instant,
-    req: &Request,
-    out_r: Option<OwnedFd>,
-    res_r: OwnedFd,
-) -> Response {
-    let deadline = start + Duration::from_micros(req.wall_timeout_us);
-    let mut out = Sink::new(out_r, req.max_output_bytes as usize);
-    let res_cap = (req.job.max_value_bytes * 2 + RESULT_SLACK) as usize;
-    let mut res = Sink::new(Some(res_r), res_cap);
-    let pidfd = pidfd_open(pid);
-    let mut killed = false;
-    let mut timed_out = false;
-    let kill = |killed: &mut bool| {
-        if !*killed {
-            // SAFETY: the child is ours and unreaped, so the pid cannot have been reused.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            *killed = true;
-        }
-    };
-    loop {
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
-        for s in [&out, &res] {
-            if let Some(fd) = &s.fd {
-                fds.push(libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-        }
-        if let Some(p) = &pidfd {
-            fds.push(libc::pollfd {
-                fd: p.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        let timeout_ms = if killed {
-            // Without a pidfd, poll the exit status in short steps.
-            if pidfd.is_some() {
-                -1
-            } else {
-                5
-            }
-        } else {
-            let left = deadline.saturating_duration_since(Instant::now());
-            // Round up so the loop never spins on a sub-millisecond remainder.
-            let ms = (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32;
-            if pidfd.is_some() {
-                ms
-            } else {
-                ms.min(5)
-            }
-        };
-        // SAFETY: fds is a valid array of pollfd.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            kill(&mut killed);
-        }
-        out.drain();
-        res.drain();
-        if out.exceeded || res.exceeded {
-            kill(&mut killed);
-        }
-        let exited = match &pidfd {
-            Some(p) => fds.iter().any(|f| f.fd == p.as_raw_fd() && f.revents != 0),
-            None => child_exited(pid),
-        };
-        if exited {
-            break;
-        }
-        if !killed && Instant::now() >= deadline {
-            timed_out = true;
-            kill(&mut killed);
-        }
-    }
-    // The child is gone; whatever it wrote is still in the pipes.
-    out.drain();
-    res.drain();
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid out-parameter.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    let wall_us = start.elapsed().as_micros() as u64;
-    let exit = if libc::WIFSIGNALED(status) {
-        Exit::Signal(libc::WTERMSIG(status))
-    } else {
-        Exit::Code(libc::WEXITSTATUS(status))
-    };
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    let mut result = res.buf;
-    let ready = result.first() == Some(&SANDBOX_READY);
-    if ready {
-        result.remove(0);
-    }
-    // A child that never confirmed its sandbox ran nothing of the program's; what it wrote is
-    // its set-up error.
-    let (exit, result, sandbox_error) = if ready {
-        (exit, result, None)
-    } else {
-        let why = String::from_utf8_lossy(&result).into_owned();
-        (Exit::Code(SANDBOX_FAILED_EXIT), Vec::new(), Some(why))
-    };
-    Response {
-        exit,
-        timed_out,
-        output_exceeded: out.exceeded,
-        result_overflow: res.exceeded,
-        stdout: out.buf,
-        result,
-        wall_us,
-        cpu_us: tv(ru.ru_utime) + tv(ru.ru_stime),
-        max_rss_kb: ru.ru_maxrss.max(0) as u64,
-        sandbox_error,
-    }
-}
-
-fn child_exited(pid: libc::pid_t) -> bool {
-    // WNOWAIT leaves the child reapable so wait4 still collects its rusage.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    r == 0 && unsafe { info.si_pid() } == pid
-}
-
-/// Empties the work directory so the next child starts from nothing.
-fn clean_workdir(dir: &Path) {
-    let Ok(mut entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    if entries.next().is_none() {
-        return;
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        let _ = r;
-    }
 }
