@@ -1,13 +1,17 @@
-"""Executor benchmark: azr's executor against the two usual designs, side by side in one run.
+"""Executor benchmark: azr's executor against the usual designs, side by side in one run.
 
-(a) azr: a forked, sandboxed child per execution from pre-warmed zygotes (isolated).
-(b) a fresh ``python -I`` subprocess per call, the common sandbox design (isolated, slow).
-(c) a reused-worker process pool that ``exec``-s every program in the same long-lived workers,
-    the design of the reference Absolute Zero implementation (fast, not isolated: state leaks
-    between programs and nothing limits what they do).
+(a) azr: a forked, sandboxed child per execution from pre-warmed zygotes (isolated: every
+    layer of ``Executor.isolation()`` on).
+(b) pebble per call: the design of the reference Absolute Zero implementation, a persistent
+    ``pebble.ProcessPool`` whose long-lived workers ``exec`` one snippet per scheduled call,
+    with a per-call timeout (not isolated: state leaks between programs and nothing limits what
+    they do).
+(c) pebble batched: the same pool, snippets sent in chunks through ``ProcessPool.map``.
+(d) a fresh ``python -I`` subprocess per call, the common sandbox design (isolated, slow).
 
-All three run the CRUXEval programs with their inputs. Throughput uses every core; latency is
-measured at low load (one call at a time). Prints one table with ratios against azr.
+All run the CRUXEval programs with their inputs. Throughput uses every core; latency is
+measured at low load (one call at a time). Prints one table with ratios against azr. Run it
+more than once on a shared machine: only ratios within one run are comparable.
 
     python benches/executor.py [--jobs N] [--subprocess-jobs N] [--latency-calls N]
 """
@@ -24,17 +28,18 @@ import sys
 import time
 from pathlib import Path
 
+import pebble
+
 from azr.executor import Executor, Job, Status
 
 DATA = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
+    Path(os.environ.get("AZR_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     / "cruxeval"
     / "cruxeval-dev.jsonl"
 )
+TIMEOUT_S = 5.0
 
-# The per-call runner of design (b): read one job as JSON on stdin, print the repr of f(inputs).
+# The per-call runner of design (d): read one job as JSON on stdin, print the repr of f(inputs).
 RUNNER = (
     "import json, sys\n"
     "job = json.load(sys.stdin)\n"
@@ -44,11 +49,16 @@ RUNNER = (
 )
 
 
-def _reused_worker_run(code: str, inputs: str) -> str:
-    # Design (c): runs in a long-lived pool worker, sharing its interpreter with every other job.
+def _snippet(code: str, inputs: str) -> str:
+    # Designs (b), (c): run in a long-lived pool worker, sharing its interpreter with every other
+    # job, as the reference implementation does.
     env: dict[str, object] = {}
     exec(code, env)
     return repr(eval("f(" + inputs + ")", env))
+
+
+def _snippets(chunk: list[tuple[str, str]]) -> list[str]:
+    return [_snippet(c, i) for c, i in chunk]
 
 
 def load_rows() -> list[dict[str, str]]:
@@ -59,6 +69,10 @@ def load_rows() -> list[dict[str, str]]:
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def summary(n: int, dt: float, lat: list[float]) -> dict[str, float]:
+    return {"rate": n / dt, "p50": statistics.median(lat), "p99": pct(lat, 0.99)}
 
 
 def bench_azr(rows: list[dict[str, str]], n: int, calls: int, cores: int) -> dict[str, float]:
@@ -76,7 +90,33 @@ def bench_azr(rows: list[dict[str, str]], n: int, calls: int, cores: int) -> dic
             t0 = time.perf_counter()
             ex.run(j.program, j.inputs)
             lat.append((time.perf_counter() - t0) * 1e3)
-    return {"rate": n / dt, "p50": statistics.median(lat), "p99": pct(lat, 0.99)}
+    return summary(n, dt, lat)
+
+
+def bench_pebble(
+    rows: list[dict[str, str]], n: int, calls: int, cores: int, chunk: int
+) -> dict[str, float]:
+    batch = [(r["code"], r["input"]) for r in (rows[i % len(rows)] for i in range(n))]
+    with pebble.ProcessPool(max_workers=cores) as pool:
+        warm = [pool.schedule(_snippet, args=batch[i], timeout=TIMEOUT_S) for i in range(cores)]
+        for f in warm:
+            f.result()
+        t = time.perf_counter()
+        if chunk == 1:
+            futures = [pool.schedule(_snippet, args=a, timeout=TIMEOUT_S) for a in batch]
+            for f in futures:
+                f.result()
+        else:
+            chunks = [batch[i : i + chunk] for i in range(0, n, chunk)]
+            for _ in pool.map(_snippets, chunks, timeout=TIMEOUT_S).result():
+                pass
+        dt = time.perf_counter() - t
+        lat = []
+        for i in range(calls):
+            t0 = time.perf_counter()
+            pool.schedule(_snippet, args=batch[i % len(batch)], timeout=TIMEOUT_S).result()
+            lat.append((time.perf_counter() - t0) * 1e3)
+    return summary(n, dt, lat)
 
 
 def _subprocess_once(row: dict[str, str]) -> str:
@@ -104,46 +144,39 @@ def bench_subprocess(
         t0 = time.perf_counter()
         _subprocess_once(rows[i % len(rows)])
         lat.append((time.perf_counter() - t0) * 1e3)
-    return {"rate": n / dt, "p50": statistics.median(lat), "p99": pct(lat, 0.99)}
-
-
-def bench_reused(rows: list[dict[str, str]], n: int, calls: int, cores: int) -> dict[str, float]:
-    batch = [rows[i % len(rows)] for i in range(n)]
-    with cf.ProcessPoolExecutor(cores) as pool:
-        list(pool.map(_reused_worker_run, ["def f():\n return 1"] * cores, [""] * cores))
-        t = time.perf_counter()
-        codes = [r["code"] for r in batch]
-        inputs = [r["input"] for r in batch]
-        list(pool.map(_reused_worker_run, codes, inputs, chunksize=16))
-        dt = time.perf_counter() - t
-        lat = []
-        for i in range(calls):
-            r = rows[i % len(rows)]
-            t0 = time.perf_counter()
-            pool.submit(_reused_worker_run, r["code"], r["input"]).result()
-            lat.append((time.perf_counter() - t0) * 1e3)
-    return {"rate": n / dt, "p50": statistics.median(lat), "p99": pct(lat, 0.99)}
+    return summary(n, dt, lat)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=4000, help="executions for throughput (a, c)")
-    ap.add_argument("--subprocess-jobs", type=int, default=200, help="executions for (b)")
+    ap.add_argument("--jobs", type=int, default=4000, help="executions for throughput")
+    ap.add_argument("--subprocess-jobs", type=int, default=200, help="executions for (d)")
     ap.add_argument("--latency-calls", type=int, default=400, help="sequential calls for latency")
+    ap.add_argument("--chunk", type=int, default=64, help="snippets per call in (c)")
+    ap.add_argument("--skip-subprocess", action="store_true", help="leave out (d)")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
     rows = load_rows()
     print(f"CRUXEval programs: {len(rows)}; cores: {cores}; python {sys.version.split()[0]}")
+    with Executor(workers=1) as ex:
+        iso = ex.isolation()
+    off = sorted(iso.get("unavailable", {}) or {})  # type: ignore[call-overload]
+    print(f"azr isolation layers unavailable on this host: {off or 'none'}")
+    n, calls = args.jobs, args.latency_calls
     results = {
-        "azr executor (isolated)": bench_azr(rows, args.jobs, args.latency_calls, cores),
-        "python -I per call (isolated)": bench_subprocess(
-            rows, args.subprocess_jobs, max(20, args.latency_calls // 10), cores
+        "azr executor (isolated)": bench_azr(rows, n, calls, cores),
+        "pebble, one snippet per call (not isolated)": bench_pebble(rows, n, calls, cores, 1),
+        f"pebble, {args.chunk} snippets per call (not isolated)": bench_pebble(
+            rows, n, calls, cores, args.chunk
         ),
-        "reused workers (not isolated)": bench_reused(rows, args.jobs, args.latency_calls, cores),
     }
+    if not args.skip_subprocess:
+        results["python -I per call (isolated)"] = bench_subprocess(
+            rows, args.subprocess_jobs, max(20, calls // 10), cores
+        )
     base = results["azr executor (isolated)"]["rate"]
     print()
-    print("| design | executions/s | p50 ms | p99 ms | azr speed-up |")
+    print("| design | executions/s | p50 ms | p99 ms | azr / design |")
     print("|---|---:|---:|---:|---:|")
     for name, r in results.items():
         cells = f"{r['rate']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {base / r['rate']:.2f}x"
