@@ -464,3 +464,57 @@ def test_host_paths_cannot_even_be_stat_ed(one: Executor) -> None:
     # The standard library is still there, read-only.
     r = one.run(prog("import json, os\nreturn json.dumps([os.path.exists('/usr')])"))
     assert r.value == "'[true]'"
+
+
+# ---- 12: comparison work linear in a value's size --------------------------------------------
+
+
+def doubling(levels: int, leaf: object) -> bytes:
+    import marshal
+
+    a: object = [leaf]
+    for _ in range(levels):
+        a = [a, a]
+    return marshal.dumps(a, 4)
+
+
+def as_execution(blob: bytes) -> object:
+    from azr.executor import Execution
+
+    return Execution(Status.OK, "v", None, "", 0.0, 0.0, 0, None, blob)
+
+
+def test_shared_values_compare_by_value_in_linear_work() -> None:
+    from azr.executor import Execution, values_equal
+
+    a, b, c = doubling(60, 1), doubling(60, 1), doubling(60, 2)
+    assert len(a) < 1000  # 2**60 leaves, a few hundred bytes
+    x, y, z = (as_execution(v) for v in (a, b, c))
+    assert isinstance(x, Execution) and isinstance(y, Execution) and isinstance(z, Execution)
+    assert values_equal(x, y) and values_equal(x, x)
+    assert not values_equal(x, z)
+    assert values_equal(x, as_execution(doubling(60, 1.0)))
+    assert values_equal(x, as_execution(doubling(60, 1.0000001)), atol=1e-3)
+    # A 100 KiB forged blob of many shared parts, then an ordinary comparison: both right.
+    import marshal
+
+    parts = [[i, str(i)] for i in range(2000)]
+    forged = marshal.dumps([parts] * 5000, 4)
+    assert len(forged) > 20_000
+    f1, f2 = as_execution(forged), as_execution(marshal.dumps([parts] * 5000, 4))
+    assert isinstance(f1, Execution) and isinstance(f2, Execution)
+    assert values_equal(f1, f2)
+    five = as_execution(marshal.dumps(5))
+    assert isinstance(five, Execution) and values_equal(five, five)
+
+
+def test_expected_values_with_a_float_tolerance(two: Executor) -> None:
+    from azr.errors import InvalidJob
+
+    body = "def f(x):\n    return [x / 3, {'k': x * 0.1}]"
+    assert two.run(body, "1.0", expected="[0.3333, {'k': 0.1}]").matched is False
+    assert two.run(body, "1.0", expected="[0.3333, {'k': 0.1}]", atol=1e-3).matched is True
+    assert two.run(body, "1.0", expected="[0.3, {'k': 0.1}]", atol=1e-3).matched is False
+    assert two.run(body, "3.0", expected="[1, {'k': 0.3}]", rtol=1e-9).matched is True
+    with pytest.raises(InvalidJob):
+        two.run(body, "1.0", expected="1", atol=-1.0)

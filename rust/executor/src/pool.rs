@@ -455,7 +455,10 @@ impl Worker {
         if matches!(first, RunError::Closing) {
             return Outcome::internal("the executor was closed while the job ran");
         }
-        self.shared.counters.rechecks.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .rechecks
+            .fetch_add(1, Ordering::Relaxed);
         let second = match self.attempt(job) {
             Ok(o) => return o,
             Err(RunError::Closing) => {
@@ -619,4 +622,3 @@ fn remove_stale_workdirs() {
         }
     }
 }
-

@@ -320,7 +320,12 @@ impl ZygoteMsg {
                 cpu_us: r.u64()?,
                 max_rss_kb: r.u64()?,
             },
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "bad message tag")),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "bad message tag",
+                ))
+            }
         };
         r.finish()?;
         Ok(m)

@@ -253,14 +253,17 @@ fn values_equal(py: Python<'_>, a: &[u8], b: &[u8], atol: f64, rtol: f64) -> PyR
 #[pyfunction]
 fn _zygote_prepare(read_paths: Vec<PathBuf>, staging: PathBuf, config: &str) -> PyResult<PathBuf> {
     let cfg = ZygoteConfig::from_arg(config).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    prepare(&read_paths, &staging, cfg).map_err(|e| PyValueError::new_err(format!("zygote set-up failed: {e}")))
+    prepare(&read_paths, &staging, cfg)
+        .map_err(|e| PyValueError::new_err(format!("zygote set-up failed: {e}")))
 }
 
 /// The zygote's loop; only the zygote bootstrap calls it. Returns once in each forked child
 /// (with the job to run, sandbox applied) and returns None in the zygote at shutdown.
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-fn _zygote_serve(python: String) -> PyResult<Option<(u8, String, String, u64, u32, u32, u64, i64)>> {
+fn _zygote_serve(
+    python: String,
+) -> PyResult<Option<(u8, String, String, u64, u32, u32, u64, i64)>> {
     // The GIL stays held: the zygote is single-threaded by design, and fork needs that.
     match serve(&python) {
         Ok(Forked::Child(j)) => Ok(Some((

@@ -1,15 +1,24 @@
 //! The isolation a child applies to itself between `fork()` and running untrusted code.
 //!
-//! Layers, strongest first, each independent of the others:
-//! - Landlock (when the kernel has it): the filesystem is read-only outside the interpreter's
-//!   own directories and unreadable elsewhere (no `/proc`, no home, no project files); writes are
-//!   allowed only beneath the zygote's private work directory; TCP bind/connect and signals to
-//!   processes outside the sandbox are refused.
-//! - seccomp: no process or thread creation, no `exec`, no sockets, no signals to other
-//!   processes, none of the kernel's administrative interfaces. Without Landlock it also refuses
-//!   every write-mode `open` and every namespace-changing file operation.
-//! - rlimits: address space, CPU seconds, file size, open files, no core dumps.
-//! - A new session (so a process-group kill cannot reach the zygote), a parent-death signal,
+//! Per zygote (once, where the host allows; `Prepared::layers` records what it got):
+//! - namespaces: mounts, SysV IPC and POSIX queues, network and hostname of its own;
+//! - a minimal filesystem: a read-only tmpfs root holding read-only binds of the interpreter's
+//!   prefix, `/usr`, `/lib*`, four devices and the work directory, so nothing else on the host
+//!   can even be named (`stat` of `/etc/shadow` finds nothing);
+//! - a fresh, size-capped tmpfs as the work directory before every child.
+//!
+//! Per child, applied to itself between `fork()` and reading its job:
+//! - rlimits (soft = hard): address space, CPU seconds, file size, open files, no core dumps,
+//!   no real-time priority;
+//! - an unprivileged user and group of the zygote's own, with no capabilities, so nothing of the
+//!   host's user (its processes, its files) is within reach;
+//! - Landlock (when the kernel has it): reads only beneath the interpreter's directories,
+//!   writes only beneath the work directory, no TCP, no signals outside the sandbox;
+//! - seccomp: no process or thread creation, no `exec`, no sockets, no signals or resource
+//!   limits for other processes, no SysV IPC, priorities, scheduling classes, extended
+//!   attributes or `ioctl` beyond a short list, none of the kernel's administrative interfaces.
+//!   Without Landlock it also refuses every write-mode `open` and file-changing call;
+//! - a new session (so a process-group kill cannot reach the zygote), a parent-death signal,
 //!   `/dev/null` as stdin, and only the descriptors the protocol needs.
 
 use std::ffi::{CStr, CString};
@@ -251,8 +260,16 @@ impl Prepared {
         let ids_ok = ids.as_ref().ok().copied();
         let mount_ns = layer(&mut layers, "mount_namespace", private_mounts());
         for (flag, name, what) in [
-            (libc::CLONE_NEWIPC, "ipc_namespace", "no SysV IPC or POSIX queues shared with the host"),
-            (libc::CLONE_NEWNET, "network_namespace", "no interfaces but a down loopback"),
+            (
+                libc::CLONE_NEWIPC,
+                "ipc_namespace",
+                "no SysV IPC or POSIX queues shared with the host",
+            ),
+            (
+                libc::CLONE_NEWNET,
+                "network_namespace",
+                "no interfaces but a down loopback",
+            ),
             (libc::CLONE_NEWUTS, "uts_namespace", "hostname 'sandbox'"),
         ] {
             // SAFETY: unshare affects only this single-threaded zygote.
@@ -266,7 +283,7 @@ impl Prepared {
         // SAFETY: sets this (new) UTS namespace's name; fails harmlessly without one.
         unsafe { libc::sethostname(c"sandbox".as_ptr(), 7) };
         let minimal = if mount_ns {
-            minimal_root(staging, &roots, ids_ok)
+            minimal_root(staging, &roots)
                 .map(|()| "only the interpreter, /usr, /lib and a few devices, read-only".into())
         } else {
             Err(io::Error::other("needs a mount namespace"))
@@ -288,7 +305,10 @@ impl Prepared {
             &mut layers,
             "fresh_workdir",
             if fresh_workdir {
-                Ok(format!("a new {}-MiB tmpfs for every run", WORKDIR_BYTES >> 20))
+                Ok(format!(
+                    "a new {}-MiB tmpfs for every run",
+                    WORKDIR_BYTES >> 20
+                ))
             } else {
                 Err(io::Error::other(
                     "needs the minimal filesystem; the directory is emptied after every run",
@@ -357,8 +377,8 @@ fn mount_tmpfs(dir: &CString, bytes: u64, ids: Option<(u32, u32)>) -> io::Result
     let owner = ids
         .map(|(u, g)| format!(",uid={u},gid={g}"))
         .unwrap_or_default();
-    let opts = CString::new(format!("size={bytes},nr_inodes=16384,mode=0700{owner}"))
-        .expect("no NUL");
+    let opts =
+        CString::new(format!("size={bytes},nr_inodes=16384,mode=0700{owner}")).expect("no NUL");
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_NOATIME;
     // SAFETY: valid C strings; affects only this zygote's private mount namespace.
     let r = unsafe {
@@ -453,12 +473,17 @@ fn mkdir_all(p: &Path) -> io::Result<()> {
 /// Makes a tmpfs on `staging` the zygote's root, holding read-only binds of `roots`, four
 /// devices and an empty `/tmp/work`, so children cannot even name (or `stat`) anything else on
 /// the host.
-fn minimal_root(staging: &Path, roots: &[PathBuf], ids: Option<(u32, u32)>) -> io::Result<()> {
-    let _ = ids;
+fn minimal_root(staging: &Path, roots: &[PathBuf]) -> io::Result<()> {
     let st = cstr(staging)?;
     let opts = CString::new("size=1m,nr_inodes=4096,mode=0755").expect("no NUL");
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    sys_mount(Some(&CString::from(c"azr-root")), &st, Some(c"tmpfs"), flags, Some(&opts))?;
+    sys_mount(
+        Some(&CString::from(c"azr-root")),
+        &st,
+        Some(c"tmpfs"),
+        flags,
+        Some(&opts),
+    )?;
     let inside = |p: &Path| staging.join(p.strip_prefix("/").unwrap_or(p));
     for r in roots {
         let dst = inside(r);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::fdpass;
-use crate::protocol::{ChildJob, Exit, Hello, Response, ZygoteConfig, ZygoteMsg};
+use crate::protocol::{ChildJob, Hello, Response, ZygoteConfig, ZygoteMsg};
 use crate::sandbox::SANDBOX_READY;
 
 /// Cap on the child's own report beyond the value cap: the tuple around it and the error text.
@@ -284,7 +284,14 @@ impl Zygote {
         frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
         frame.extend_from_slice(&body);
         drop(body);
-        let watched = watch(spare, &frame, wall, max_output, job.max_value_bytes, closing);
+        let watched = watch(
+            spare,
+            &frame,
+            wall,
+            max_output,
+            job.max_value_bytes,
+            closing,
+        );
         let (msg, _) = self.recv(Instant::now() + grace, closing)?;
         let ZygoteMsg::Exited {
             pid: reaped,
@@ -539,9 +546,4 @@ impl Drop for Zygote {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.workdir);
     }
-}
-
-/// Whether `exit` is what a child reports when its sandbox could not be set up.
-pub fn is_setup_exit(exit: Exit) -> bool {
-    exit == Exit::Code(crate::sandbox::SANDBOX_FAILED_EXIT)
 }

@@ -347,7 +347,10 @@ fn float_bits(x: f64) -> u64 {
 /// Where a value's shared part lives: decoded back-references share one allocation, so
 /// memoising by address makes the work linear in the encoded size, however often a part is
 /// referenced.
-fn shared_addr(v: &Value) -> Option<(usize, u8)> {
+/// An allocation's address and the kind of value living there.
+type Addr = (usize, u8);
+
+fn shared_addr(v: &Value) -> Option<Addr> {
     let addr = |p: *const u8, tag: u8| Some((p as usize, tag));
     match v {
         Value::Tuple(t) => addr(t.as_ptr().cast(), 0),
@@ -364,7 +367,7 @@ fn shared_addr(v: &Value) -> Option<(usize, u8)> {
 #[derive(Default)]
 struct Canon {
     ids: HashMap<Node, u32>,
-    by_addr: HashMap<(usize, u8), u32>,
+    by_addr: HashMap<Addr, u32>,
 }
 
 impl Canon {
@@ -384,7 +387,14 @@ impl Canon {
             Value::None => Node::None,
             Value::Ellipsis => Node::Ellipsis,
             Value::StopIteration => Node::StopIteration,
-            Value::Bool(b) => Node::Int(false, if *b { Rc::from(&[1u16][..]) } else { Rc::from(&[][..]) }),
+            Value::Bool(b) => Node::Int(
+                false,
+                if *b {
+                    Rc::from(&[1u16][..])
+                } else {
+                    Rc::from(&[][..])
+                },
+            ),
             Value::Int(n, d) => Node::Int(*n, d.clone()),
             Value::Float(x) => float_node(*x),
             Value::Complex(re, im) if *im == 0.0 => float_node(*re),
@@ -427,7 +437,10 @@ fn as_complex(v: &Value) -> Option<(f64, f64, bool)> {
     match v {
         Value::Bool(b) => Some((*b as u8 as f64, 0.0, true)),
         Value::Int(n, d) => {
-            let m = d.iter().rev().fold(0f64, |acc, &x| acc * 32768.0 + x as f64);
+            let m = d
+                .iter()
+                .rev()
+                .fold(0f64, |acc, &x| acc * 32768.0 + x as f64);
             Some((if *n { -m } else { m }, 0.0, true))
         }
         Value::Float(x) => Some((*x, 0.0, false)),
@@ -467,7 +480,7 @@ pub fn equal_within(a: &Value, b: &Value, tol: Tolerance) -> bool {
 struct TolerantWalk {
     canon: Canon,
     tol: Tolerance,
-    memo: HashMap<((usize, u8), (usize, u8)), bool>,
+    memo: HashMap<(Addr, Addr), bool>,
     budget: u64,
 }
 
@@ -610,28 +623,53 @@ mod tests {
         let y = Value::List(vec![Value::Float(0.3), Value::Float(3.0000001)].into());
         assert!(!equal(&x, &y));
         assert!(equal_within(&x, &y, tol));
+        assert!(!equal_within(&Value::Float(1.0), &Value::Float(1.1), tol));
+        // Integers stay exact; infinities must match; NaN equals NaN.
         assert!(!equal_within(
-            &Value::Float(1.0),
-            &Value::Float(1.1),
+            &int_from_i64(1),
+            &int_from_i64(2),
+            Tolerance {
+                atol: 5.0,
+                rtol: 0.0
+            }
+        ));
+        assert!(!equal_within(
+            &Value::Float(f64::INFINITY),
+            &Value::Float(1e308),
             tol
         ));
-        // Integers stay exact; infinities must match; NaN equals NaN.
-        assert!(!equal_within(&int_from_i64(1), &int_from_i64(2), Tolerance { atol: 5.0, rtol: 0.0 }));
-        assert!(!equal_within(&Value::Float(f64::INFINITY), &Value::Float(1e308), tol));
-        assert!(equal_within(&Value::Float(f64::NAN), &Value::Float(f64::NAN), tol));
+        assert!(equal_within(
+            &Value::Float(f64::NAN),
+            &Value::Float(f64::NAN),
+            tol
+        ));
         let rel = Tolerance {
             atol: 0.0,
             rtol: 1e-3,
         };
-        assert!(equal_within(&Value::Float(1000.5), &Value::Float(1000.0), rel));
+        assert!(equal_within(
+            &Value::Float(1000.5),
+            &Value::Float(1000.0),
+            rel
+        ));
         // Dict keys are exact, values tolerant.
         let d1 = Value::Dict(vec![(Value::Float(0.5), Value::Float(1.0))].into());
         let d2 = Value::Dict(vec![(Value::Float(0.5), Value::Float(1.0 + 1e-9))].into());
         let d3 = Value::Dict(vec![(Value::Float(0.5 + 1e-9), Value::Float(1.0))].into());
         assert!(equal_within(&d1, &d2, tol));
         assert!(!equal_within(&d1, &d3, tol));
-        assert!(Tolerance { atol: -1.0, rtol: 0.0 }.validate().is_err());
-        assert!(Tolerance { atol: f64::NAN, rtol: 0.0 }.validate().is_err());
+        assert!(Tolerance {
+            atol: -1.0,
+            rtol: 0.0
+        }
+        .validate()
+        .is_err());
+        assert!(Tolerance {
+            atol: f64::NAN,
+            rtol: 0.0
+        }
+        .validate()
+        .is_err());
     }
 
     fn with_big_stack(f: impl FnOnce() + Send + 'static) {
