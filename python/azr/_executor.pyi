@@ -10,7 +10,14 @@ _LimitsTuple = tuple[float, float, int, int, int, int, int, int, bool]
 _JobTuple = tuple[int, str, str, str | None, int, int, float, float | None, float, float]
 _ResultTuple = tuple[str, str | None, str | None, str, float, float, int, bool | None, bytes | None]
 
-__all__ = ["ZYGOTE_SOURCE", "CancelToken", "Pool", "_zygote_prepare", "_zygote_serve", "values_equal"]
+__all__ = [
+    "ZYGOTE_SOURCE",
+    "CancelToken",
+    "Pool",
+    "_zygote_prepare",
+    "_zygote_serve",
+    "values_equal",
+]
 
 ZYGOTE_SOURCE: str
 
