@@ -6,8 +6,8 @@ from typing import Self, final
 
 _LimitsTuple = tuple[float, float, int, int, int, int, int, int, bool]
 # (kind, program, inputs, expected, hash_seed, random_seed, clock_offset_s, time_limit_s, atol,
-#  rtol)
-_JobTuple = tuple[int, str, str, str | None, int, int, float, float | None, float, float]
+#  rtol, entry)
+_JobTuple = tuple[int, str, str, str | None, int, int, float, float | None, float, float, str]
 _ResultTuple = tuple[str, str | None, str | None, str, float, float, int, bool | None, bytes | None]
 
 __all__ = [
@@ -55,4 +55,4 @@ class Pool:
 
 def values_equal(a: bytes, b: bytes, atol: float = 0.0, rtol: float = 0.0) -> bool: ...
 def _zygote_prepare(read_paths: list[str], staging: str, config: str) -> str: ...
-def _zygote_serve(python: str) -> tuple[int, str, str, int, int, int, int, int] | None: ...
+def _zygote_serve(python: str) -> tuple[int, str, str, int, int, int, int, int, str] | None: ...

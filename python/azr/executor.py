@@ -89,7 +89,7 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _CALL, _EVAL = 0, 1
-_JobTuple = tuple[int, str, str, str | None, int, int, float, float | None, float, float]
+_JobTuple = tuple[int, str, str, str | None, int, int, float, float | None, float, float, str]
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -122,6 +122,8 @@ class Job(msgspec.Struct, frozen=True):
     """With ``expected``: absolute float tolerance of the comparison (see :func:`values_equal`)."""
     rtol: float = 0.0
     """With ``expected``: relative float tolerance, times the expected value's magnitude."""
+    entry: str = "f"
+    """The function ``inputs`` are passed to (the program may define others)."""
 
     @classmethod
     def eval(cls, text: str, *, expected: str | None = None, hash_seed: int = 0) -> Job:
@@ -140,6 +142,7 @@ class Job(msgspec.Struct, frozen=True):
             None if self.time_limit_s is None else float(self.time_limit_s),
             float(self.atol),
             float(self.rtol),
+            self.entry,
         )
 
 
@@ -311,6 +314,79 @@ class Executor:
         x, y = self.run_batch([Job.eval(a), Job.eval(b)])
         return x.ok and y.ok and values_equal(x, y)
 
+    def run_suite(
+        self,
+        program: str,
+        inputs: Sequence[str],
+        *,
+        expected: Sequence[str] | None = None,
+        atol: float = 0.0,
+        rtol: float = 0.0,
+        entry: str = "f",
+        time_limit_per_input: float | None = None,
+        total_time_limit: float | None = None,
+        stop_on_first_failure: bool = False,
+        hash_seed: int = 0,
+        random_seed: int = 0,
+    ) -> list[Execution]:
+        """Runs one program on many inputs (a test suite): a verdict per input, in order.
+
+        Each input runs in its own sandboxed child, exactly as :meth:`run` does, so no input
+        sees another's state. With ``expected`` (one value text per input) each
+        :attr:`Execution.matched` says whether the value equals it, floats within
+        ``atol + rtol * |expected|``, compared in Rust. ``time_limit_per_input`` lowers the
+        executor's wall and CPU limits for each input; ``total_time_limit`` bounds the whole
+        suite: inputs still waiting when it is spent are not run, and the first of them is
+        reported as ``TIMEOUT``. With ``stop_on_first_failure`` the list ends at the first input
+        that did not return (``status`` not ``OK``) or did not match. So a list shorter than
+        ``inputs`` means the suite was cut short.
+        """
+        if expected is not None and len(expected) != len(inputs):
+            raise InvalidJob(f"{len(expected)} expected values for {len(inputs)} inputs")
+        for t in (time_limit_per_input, total_time_limit):
+            if t is not None and not (0 < t <= 3600):
+                raise InvalidJob("time limits must be in (0, 3600] seconds")
+
+        def job(i: int, limit: float | None) -> Job:
+            return Job(
+                program,
+                inputs[i],
+                expected=None if expected is None else expected[i],
+                hash_seed=hash_seed,
+                random_seed=random_seed,
+                time_limit_s=limit,
+                atol=atol,
+                rtol=rtol,
+                entry=entry,
+            )
+
+        n = len(inputs)
+        # Validate every job before running any.
+        jobs = [job(i, time_limit_per_input) for i in range(n)]
+        for j in jobs:
+            self._pool.validate(_job_tuple(j))
+        if not stop_on_first_failure and total_time_limit is None:
+            return self.run_batch(jobs)
+        import time
+
+        start = time.monotonic()
+        wave = max(1, self.workers)
+        out: list[Execution] = []
+        for lo in range(0, n, wave):
+            limit = time_limit_per_input
+            if total_time_limit is not None:
+                left = total_time_limit - (time.monotonic() - start)
+                if left <= 0:
+                    out.append(_suite_timeout())
+                    return out
+                limit = left if limit is None else min(limit, left)
+            batch = self.run_batch([job(i, limit) for i in range(lo, min(n, lo + wave))])
+            for r in batch:
+                out.append(r)
+                if stop_on_first_failure and (r.status is not Status.OK or r.matched is False):
+                    return out
+        return out
+
     def run_batch(self, jobs: Sequence[Job]) -> list[Execution]:
         """Runs jobs in parallel across the workers; results in the order given."""
         raw = [_job_tuple(j) for j in jobs]
@@ -361,6 +437,12 @@ def _unicode_is_invalid_job() -> Iterator[None]:
         yield
     except UnicodeEncodeError as e:
         raise InvalidJob(f"job text is not valid Unicode: {e.reason} at index {e.start}") from e
+
+
+def _suite_timeout() -> Execution:
+    return Execution(
+        Status.TIMEOUT, None, "the suite's total time limit was reached", "", 0.0, 0.0, 0
+    )
 
 
 def _job_tuple(job: Job) -> _JobTuple:

@@ -45,6 +45,8 @@ pub struct Job {
     pub time_limit_s: Option<f64>,
     /// Float tolerance of the comparison with `expected`.
     pub tolerance: value::Tolerance,
+    /// The function `inputs` are passed to.
+    pub entry: String,
 }
 
 impl Job {
@@ -59,6 +61,7 @@ impl Job {
             clock_offset_s: 0.0,
             time_limit_s: None,
             tolerance: value::Tolerance::EXACT,
+            entry: "f".into(),
         }
     }
 }
@@ -323,6 +326,19 @@ pub fn validate_job(job: &Job, limits: &Limits) -> Result<()> {
             ));
         }
     }
+    let ident = |s: &str| {
+        s.len() <= 256
+            && s.chars()
+                .next()
+                .is_some_and(|c| c == '_' || c.is_alphabetic())
+            && s.chars().all(|c| c == '_' || c.is_alphanumeric())
+    };
+    if !ident(&job.entry) {
+        return Err(ExecError::InvalidJob(format!(
+            "entry must be a function name, not {:?}",
+            job.entry.chars().take(64).collect::<String>()
+        )));
+    }
     job.tolerance
         .validate()
         .map_err(|m| ExecError::InvalidJob(m.into()))?;
@@ -504,6 +520,7 @@ impl Worker {
             max_value_bytes: limits.max_value_bytes as u64,
             clock_offset_ns: (job.clock_offset_s * 1e9).round() as i64,
             cpu_secs,
+            entry: job.entry.clone(),
         };
         let wall = Duration::from_secs_f64(wall_s);
         let max_output = limits.max_output_bytes;

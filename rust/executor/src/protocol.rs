@@ -32,6 +32,8 @@ pub struct ChildJob {
     pub clock_offset_ns: i64,
     /// This job's CPU limit in whole seconds (the child lowers its RLIMIT_CPU to it).
     pub cpu_secs: u64,
+    /// The function the inputs are passed to (`f` unless the job names another).
+    pub entry: String,
 }
 
 /// Limits fixed for a zygote's lifetime, applied by each child before its job arrives.
@@ -216,7 +218,8 @@ impl ChildJob {
             .u32(self.int_max_str_digits)
             .u64(self.max_value_bytes)
             .u64(self.clock_offset_ns as u64)
-            .u64(self.cpu_secs);
+            .u64(self.cpu_secs)
+            .bytes(self.entry.as_bytes());
         w.0
     }
 
@@ -237,6 +240,7 @@ impl ChildJob {
             max_value_bytes: r.u64()?,
             clock_offset_ns: r.u64()? as i64,
             cpu_secs: r.u64()?,
+            entry: r.string()?,
         };
         r.finish()?;
         Ok(job)
@@ -385,6 +389,7 @@ mod tests {
             max_value_bytes: 1 << 20,
             clock_offset_ns: -86_400_000_000_000,
             cpu_secs: 5,
+            entry: "solve".into(),
         }
     }
 

@@ -39,7 +39,7 @@ fn to_py(e: ExecError) -> PyErr {
 
 type LimitsTuple = (f64, f64, u64, usize, usize, usize, u32, u32, bool);
 /// (kind, program, inputs, expected, hash_seed, random_seed, clock_offset_s, time_limit_s,
-/// atol, rtol)
+/// atol, rtol, entry)
 type JobTuple = (
     u8,
     String,
@@ -51,6 +51,7 @@ type JobTuple = (
     Option<f64>,
     f64,
     f64,
+    String,
 );
 
 fn job_from(t: JobTuple) -> PyResult<Job> {
@@ -72,6 +73,7 @@ fn job_from(t: JobTuple) -> PyResult<Job> {
             atol: t.8,
             rtol: t.9,
         },
+        entry: t.10,
     })
 }
 
@@ -263,7 +265,7 @@ fn _zygote_prepare(read_paths: Vec<PathBuf>, staging: PathBuf, config: &str) -> 
 #[allow(clippy::type_complexity)]
 fn _zygote_serve(
     python: String,
-) -> PyResult<Option<(u8, String, String, u64, u32, u32, u64, i64)>> {
+) -> PyResult<Option<(u8, String, String, u64, u32, u32, u64, i64, String)>> {
     // The GIL stays held: the zygote is single-threaded by design, and fork needs that.
     match serve(&python) {
         Ok(Forked::Child(j)) => Ok(Some((
@@ -275,6 +277,7 @@ fn _zygote_serve(
             j.int_max_str_digits,
             j.max_value_bytes,
             j.clock_offset_ns,
+            j.entry,
         ))),
         Ok(Forked::Shutdown) => Ok(None),
         Err(e) => Err(PyValueError::new_err(format!("zygote failed: {e}"))),

@@ -164,7 +164,13 @@ fn dir_state(dir: &CStr) -> io::Result<DirState> {
     let mut sx: libc::statx = unsafe { std::mem::zeroed() };
     let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
     unsafe {
-        if libc::statx(libc::AT_FDCWD, dir.as_ptr(), 0, libc::STATX_BASIC_STATS, &mut sx) != 0
+        if libc::statx(
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            0,
+            libc::STATX_BASIC_STATS,
+            &mut sx,
+        ) != 0
             || libc::statfs(dir.as_ptr(), &mut sf) != 0
         {
             return Err(io::Error::last_os_error());

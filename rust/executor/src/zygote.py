@@ -115,11 +115,19 @@ def _call_code(inputs):
     return compile(tree, "<input>", "eval")
 
 
-def _execute(kind, program, inputs, value_cap):
+def _execute(kind, program, inputs, value_cap, entry="f"):
     if kind == 0:
         env = {"__name__": "__main__", "__builtins__": builtins}
         exec(compile(program, "<program>", "exec"), env)
-        value = eval(_call_code(inputs), env)
+        call = env
+        if entry != "f":
+            if entry not in env:
+                raise NameError(f"the program defines no {entry!r}")
+            # The call (and only the call) sees the entry point as f; the program's own
+            # globals are untouched.
+            call = dict(env)
+            call["f"] = env[entry]
+        value = eval(_call_code(inputs), call)
     else:
         env = {"__builtins__": builtins, "inf": float("inf"), "nan": float("nan")}
         value = eval(compile(program, "<value>", "eval"), env)
@@ -238,14 +246,14 @@ def _shift_clock(offset_ns):
 
 
 def _run(job):
-    kind, program, inputs, random_seed, recursion_limit, digits, value_cap, clock_ns = job
+    kind, program, inputs, random_seed, recursion_limit, digits, value_cap, clock_ns, entry = job
     try:
         if clock_ns:
             _shift_clock(clock_ns)
         random.seed(random_seed)
         sys.setrecursionlimit(recursion_limit)
         sys.set_int_max_str_digits(digits)
-        report = _execute(kind, program, inputs, value_cap)
+        report = _execute(kind, program, inputs, value_cap, entry)
     except BaseException as e:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         report = (_code_for(e), None, None, _describe(e))
     try:
