@@ -1205,6 +1205,66 @@ mod tests {
     }
 
     #[test]
+    fn host_facing_calls_are_refused() {
+        if !seccomp_available() {
+            return;
+        }
+        let parent = unsafe { libc::getpid() };
+        let code = in_child(move || {
+            restrict(false);
+            unsafe {
+                let lim = libc::rlimit {
+                    rlim_cur: 16,
+                    rlim_max: 16,
+                };
+                if libc::prlimit(parent, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) == 0
+                    || errno() != libc::EPERM
+                {
+                    return 1;
+                }
+                // Its own limits stay its own business.
+                let mut cur: libc::rlimit = std::mem::zeroed();
+                if libc::prlimit(0, libc::RLIMIT_NOFILE, std::ptr::null(), &mut cur) != 0 {
+                    return 2;
+                }
+                if libc::setpriority(libc::PRIO_PROCESS, parent as libc::id_t, 19) == 0 {
+                    return 3;
+                }
+                let param = libc::sched_param { sched_priority: 1 };
+                if libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 {
+                    return 4;
+                }
+                if libc::shmget(libc::IPC_PRIVATE, 4096, 0o600) >= 0 || errno() != libc::EPERM {
+                    return 5;
+                }
+                let v = [0u8; 1];
+                let r = libc::setxattr(c"/".as_ptr(), c"user.x".as_ptr(), v.as_ptr().cast(), 1, 0);
+                if r == 0 || errno() != libc::EOPNOTSUPP {
+                    return 6;
+                }
+                let mut flags: libc::c_long = 0;
+                // FS_IOC_GETFLAGS: not on the list.
+                if libc::ioctl(0, 0x80086601, &mut flags) == 0 || errno() != libc::ENOTTY {
+                    return 7;
+                }
+                if libc::mount(
+                    c"x".as_ptr(),
+                    c"/".as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) == 0
+                    || errno() != libc::EPERM
+                {
+                    return 8;
+                }
+            }
+            0
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
     fn signals_only_to_self() {
         if !seccomp_available() {
             return;
