@@ -7,8 +7,8 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// Most descriptors one message carries.
 pub const MAX_FDS: usize = 8;
-/// Largest message either side sends.
-pub const MAX_MSG: usize = 64 << 10;
+/// Largest message either side sends (the hello, with its layer report, is the largest).
+pub const MAX_MSG: usize = 16 << 10;
 
 /// Sends one message with `fds` attached.
 pub fn send(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {

@@ -68,6 +68,8 @@ pub struct Zygote {
     pub hello: Hello,
     pub last_used: u64,
     capture_stdout: bool,
+    /// Receive buffer for control messages, allocated once.
+    msg_buf: Vec<u8>,
 }
 
 fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -190,6 +192,7 @@ impl Zygote {
             },
             last_used: 0,
             capture_stdout: cfg.zygote.capture_stdout,
+            msg_buf: vec![0u8; fdpass::MAX_MSG],
         };
         let never = AtomicBool::new(false);
         match z.recv(Instant::now() + cfg.timeout, &never) {
@@ -229,13 +232,12 @@ impl Zygote {
             if !ready {
                 continue;
             }
-            let mut buf = vec![0u8; fdpass::MAX_MSG];
-            let (n, fds) = fdpass::recv(fd, &mut buf)
+            let (n, fds) = fdpass::recv(fd, &mut self.msg_buf)
                 .map_err(|e| RunError::Zygote(format!("receive: {e}")))?;
             if n == 0 {
                 return Err(RunError::Zygote("the zygote exited".into()));
             }
-            let msg = ZygoteMsg::decode(&buf[..n])
+            let msg = ZygoteMsg::decode(&self.msg_buf[..n])
                 .map_err(|e| RunError::Zygote(format!("bad message: {e}")))?;
             return Ok((msg, fds));
         }
@@ -370,14 +372,20 @@ impl Sink {
     /// Reads what is available. Keeps at most `cap` bytes and notes when more arrived.
     fn drain(&mut self) {
         let Some(fd) = &self.fd else { return };
-        let mut chunk = [0u8; 65536];
         loop {
-            // SAFETY: reading into a local buffer from an owned descriptor.
-            let n = unsafe { libc::read(fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+            // Read straight into the buffer, at most one byte past the cap: that byte, if it
+            // comes, only says the cap was exceeded.
+            let room = self.cap.saturating_sub(self.buf.len());
+            let want = (room + 1).min(64 << 10);
+            self.buf.reserve(want);
+            let len = self.buf.len();
+            // SAFETY: reading into reserved, owned capacity of at least `want` bytes.
+            let n =
+                unsafe { libc::read(fd.as_raw_fd(), self.buf.as_mut_ptr().add(len).cast(), want) };
             if n > 0 {
                 let n = n as usize;
-                let room = self.cap.saturating_sub(self.buf.len());
-                self.buf.extend_from_slice(&chunk[..n.min(room)]);
+                // SAFETY: the kernel initialised n bytes past len; keep at most `room` of them.
+                unsafe { self.buf.set_len(len + n.min(room)) };
                 if n > room {
                     self.exceeded = true;
                     return;
