@@ -11,11 +11,16 @@
 Comparison is structural (in the executor, never with a Python ``__eq__``), so an object whose
 ``__eq__`` always returns True never matches anything.
 
-Answer forms (:class:`CheckConfig`): deduction answers must by default be literal values, as
-``repr`` writes them. Allowing expressions would let a solver transcribe the program into a
-lambda and have the sandbox compute the answer for it. Abduction answers may by default be any
-expression the safety policy allows (a lambda argument, ``dict(a=1)``), because any input that
-produces the output is a correct answer; the policy keeps answers from tampering with builtins.
+Answer forms (:class:`CheckConfig`): deduction and abduction answers must by default be
+literal values, as ``repr`` writes them. Allowing expressions in deduction answers would let a
+solver transcribe the program into a lambda and have the sandbox compute the answer for it; in
+abduction answers, an object built from the given output whose every operation yields that
+output would pass many programs without any reasoning about them. ``abduction_answers =
+"expression"`` restores any expression the safety policy allows (a lambda argument,
+``dict(a=1)``), for tasks whose inputs cannot be written as literals.
+
+A function that takes no arguments has one input, the empty argument list: an empty abduction
+answer (and an empty proposed input) is then well-formed, and correct when the output matches.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from azr.tasks.ast_checks import (
     canonical_value,
     utf8_size,
 )
-from azr.tasks.normalize import ProgramPolicy, normalize_program
+from azr.tasks.normalize import ProgramPolicy, callable_without_arguments, normalize_program
 from azr.tasks.parsing import ParseConfig, parse_solution
 from azr.tasks.plan import Plan, reason_for_status
 from azr.tasks.types import (
@@ -63,7 +68,7 @@ class CheckConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
 
     deduction_answers: AnswerForm = "literal"
-    abduction_answers: AnswerForm = "expression"
+    abduction_answers: AnswerForm = "literal"
     max_answer_bytes: int = 65_536
     program: ProgramPolicy = ProgramPolicy()
     parse: ParseConfig = ParseConfig()
@@ -146,12 +151,16 @@ def abduction_plan(
     program: str, output: str, answer: str, *, config: CheckConfig = DEFAULT_CHECKS
 ) -> Plan[Check]:
     """Plan the check of a predicted argument list ``answer`` for ``program`` and ``output``."""
-    arguments = canonical_arguments(
-        answer,
-        form=config.abduction_answers,
-        max_bytes=config.max_answer_bytes,
-        safety=config.program.safety,
-    )
+    arguments: str | Rejected
+    if not answer.strip() and callable_without_arguments(program, config.program.max_bytes):
+        arguments = ""
+    else:
+        arguments = canonical_arguments(
+            answer,
+            form=config.abduction_answers,
+            max_bytes=config.max_answer_bytes,
+            safety=config.program.safety,
+        )
     if isinstance(arguments, Rejected):
         return _from_rejected(arguments, "answer")
     bad = _bad_gold(program, output)
@@ -193,6 +202,11 @@ def response_plan(
 ) -> Plan[Check]:
     """Plan the scoring of a full solver response to ``task``: parse it, then check the answer."""
     answer = parse_solution(response, task.task_type, config.parse)
+    if isinstance(answer, Rejected) and isinstance(task, AbductionTask):
+        # Only a blank answer is looked at again (the program is parsed only then).
+        blank = parse_solution(response, task.task_type, config.parse, allow_empty=True)
+        if blank == "" and callable_without_arguments(task.program, config.program.max_bytes):
+            answer = blank
     if isinstance(answer, Rejected):
         return _from_rejected(answer, "response")
     match task:

@@ -164,8 +164,9 @@ Find an input for which this Python function returns the output below.
 {blocks}
 
 Any input that produces exactly this output is correct. {_FORMAT} Write the input as the
-argument list of one call, as it appears between the parentheses of `f(...)` (for example
-`[3, 1], 'x'`), with nothing else in the answer."""
+argument list of one call, as it appears between the parentheses of `f(...)`, using literal
+values only (for example `[3, 1], 'x'`; leave the answer empty if `f` takes no arguments), with
+nothing else in the answer."""
 
 
 def solve_induction_prompt(message: str, pairs: Sequence[tuple[str, str]]) -> str:
