@@ -151,7 +151,11 @@ class SelfPlayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
 
     Before the first step, buffers holding fewer than ``seed_buffer_size`` entries are filled by
     proposing without training (from the identity triplet), at most ``seed_max_rounds`` rounds of
-    B proposals per type, so that a model that rarely proposes anything valid still starts.
+    B proposals per type, so that a model that rarely proposes anything valid still starts;
+    deduction and abduction first, then induction from the finished pool of programs.
+    ``seed_file`` (written by ``azr seed --out FILE``, see :mod:`azr.seeds`) fills the buffers
+    from an earlier seeding stage instead, each entry validated again; seeding then proposes
+    only what is still missing.
     """
 
     batch_size: int = 64
@@ -161,6 +165,7 @@ class SelfPlayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     seed_max_rounds: int = 16
     recent_fraction: float = 0.5
     buffer_capacity: int = 16_384
+    seed_file: str | None = None
 
     def __post_init__(self) -> None:
         _require(

@@ -14,7 +14,9 @@ One training step (the paper's schedule):
    and send it to the learner, which updates, pushes weights to the backend and replies.
 
 Before the first step the buffers are seeded: proposals without learnability or training, until
-every buffer holds ``seed_buffer_size`` entries or ``seed_max_rounds`` rounds are spent.
+every buffer holds ``seed_buffer_size`` entries or ``seed_max_rounds`` rounds are spent; first
+deduction and abduction, then induction, whose proposals are drawn from the finished pool of
+programs.
 
 Overlap: generation, checking and (in async mode) the update of the previous step run in
 different actors at once; this actor only ever waits for replies. In sync mode step t's rollouts
@@ -82,6 +84,7 @@ from azr.actors.messages import (
     WorkId,
 )
 from azr.config import Config
+from azr.intrinsic import AnswerCounts, complexity_score
 from azr.rewards import RewardConfig, propose_reward, solve_rate
 from azr.rl.batch import Sample, TrainBatch
 from azr.rl.batch import TaskType as TaskName
@@ -139,6 +142,8 @@ class ProposalRecord(msgspec.Struct, kw_only=True):
     rollout: Rollout
     verdict: ProposalVerdict
     learnability: list[Reason] | None = None
+    bonus: float = 0.0
+    """Intrinsic rewards (``rewards.intrinsic``), added when the learnability is positive."""
 
 
 class SolveRecord(msgspec.Struct, kw_only=True):
@@ -213,7 +218,10 @@ def proposal_reward(record: ProposalRecord, rewards: RewardConfig) -> float | No
     if reason is not Reason.OK:
         return propose_reward(reason, None, rewards)
     rate = solve_rate(record.learnability or ())
-    return None if rate is None else propose_reward(reason, rate, rewards)
+    if rate is None:
+        return None
+    reward = propose_reward(reason, rate, rewards)
+    return reward + record.bonus if reward > 0 else reward
 
 
 def build_batch(data: StepData, rewards: RewardConfig) -> TrainBatch:
@@ -315,6 +323,11 @@ def _chunks(items: Sequence[T], size: int) -> list[tuple[int, Sequence[T]]]:
     return [(i, items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def _answer(task_type: TaskType, triplet: Triplet) -> str:
+    """What the solver of a triplet task has to produce (for answer diversity)."""
+    return triplet.input if task_type is TaskType.ABDUCTION else triplet.output
+
+
 def _solve_task(task_type: TaskType, verdict: ProposalVerdict) -> SolveTask | None:
     if task_type is TaskType.INDUCTION:
         return verdict.induction
@@ -393,6 +406,8 @@ class Coordinator:
         self._next_request = 0
         self._last_checkpoint: str | None = None
         self._executions = 0
+        # Answers of the admitted tasks, for the diversity bonus (rebuilt from nothing on resume).
+        self._answers = {t: AnswerCounts() for t in TASK_TYPES}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -547,19 +562,25 @@ class Coordinator:
         state = described.state
         data = StepData(step=0)
         rounds = 0
-        while rounds < sp.seed_max_rounds:
-            short = [t for t in TASK_TYPES if state.of(t).size < sp.seed_buffer_size]
-            if not short:
-                break
-            prepared = await self._prepare(short)
-            base = rounds * sp.batch_size
-            async with trio.open_nursery() as nursery:
-                countdown = await self._dispatch_proposals(
-                    nursery, data, prepared.requests, "seed", base, learn=False
-                )
-                await countdown.done.wait()
-            state = (await self._admit(data, since=base)).state
-            rounds += 1
+        # Induction proposals write inputs for programs drawn from the deduction and abduction
+        # buffers, so they are seeded only once those are: otherwise the first induction round
+        # could draw nothing but the identity program.
+        for phase in (TASK_TYPES[:2], TASK_TYPES[2:]):
+            phase_rounds = 0
+            while phase_rounds < sp.seed_max_rounds:
+                short = [t for t in phase if state.of(t).size < sp.seed_buffer_size]
+                if not short:
+                    break
+                prepared = await self._prepare(short)
+                base = rounds * sp.batch_size
+                async with trio.open_nursery() as nursery:
+                    countdown = await self._dispatch_proposals(
+                        nursery, data, prepared.requests, "seed", base, learn=False
+                    )
+                    await countdown.done.wait()
+                state = (await self._admit(data, since=base)).state
+                rounds += 1
+                phase_rounds += 1
         self._seeded = True
         data.buffers = state
         data.rollout_seconds = time.perf_counter() - started
@@ -611,6 +632,8 @@ class Coordinator:
             induction=tuple(induction),
         )
         admitted = await self._ask_buffer(request, TasksAdmitted)
+        for t in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+            self._answers[t].observe(_answer(t, x) for x in triplets[t])
         counts = (admitted.deduction, admitted.abduction, admitted.induction)
         for t, count in zip(TASK_TYPES, counts, strict=True):
             data.admitted[t] = data.admitted.get(t, 0) + count
@@ -701,7 +724,9 @@ class Coordinator:
         for offset, (rollout, verdict) in enumerate(
             zip(event.work.rollouts, event.verdicts, strict=True)
         ):
-            records[first + offset] = ProposalRecord(rollout=rollout, verdict=verdict)
+            records[first + offset] = ProposalRecord(
+                rollout=rollout, verdict=verdict, bonus=self._bonus(t, verdict)
+            )
         progress[0] += len(event.verdicts)
         progress_report = StageProgress(
             step=data.step, stage=work.stage, done=progress[0], total=total
@@ -737,6 +762,17 @@ class Coordinator:
         data.executions = max(data.executions, checked.executions)
         for j, (index, _) in enumerate(chosen):
             records[index].learnability = [v.reason for v in checked.verdicts[j * n : (j + 1) * n]]
+
+    def _bonus(self, task_type: TaskType, verdict: ProposalVerdict) -> float:
+        """The intrinsic rewards of a valid deduction or abduction proposal (0 when off)."""
+        intrinsic = self.config.rewards.intrinsic
+        triplet = verdict.triplet
+        if not intrinsic.enabled or not verdict.valid or triplet is None:
+            return 0.0
+        answer = _answer(task_type, triplet)
+        return intrinsic.complexity(complexity_score(triplet.program)) + intrinsic.diversity(
+            self._answers[task_type].surprise(answer)
+        )
 
     async def _dispatch_solves(
         self, nursery: trio.Nursery, data: StepData, tasks: Sequence[SolveTask]
