@@ -65,11 +65,14 @@ class CheckConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``max_answer_bytes`` bounds a deduction or abduction answer; induction answers are bounded by
     ``program.max_bytes``. ``program`` is also the safety policy expressions are checked against.
+    ``max_induction_pairs`` bounds the pairs one induction answer is run on (each pair is one
+    sandboxed execution); a task with more is ``invalid_task``, never run.
     """
 
     deduction_answers: AnswerForm = "literal"
     abduction_answers: AnswerForm = "literal"
     max_answer_bytes: int = 65_536
+    max_induction_pairs: int = 256
     program: ProgramPolicy = ProgramPolicy()
     parse: ParseConfig = ParseConfig()
 
@@ -180,6 +183,11 @@ def induction_plan(
     """
     if not pairs:
         return Check(Reason.INVALID_TASK, "no pairs to check against")
+    if len(pairs) > config.max_induction_pairs:
+        return Check(
+            Reason.INVALID_TASK,
+            f"{len(pairs)} pairs to check against; at most {config.max_induction_pairs}",
+        )
     norm = normalize_program(answer, config.program)
     if isinstance(norm, Rejected):
         return _from_rejected(norm, "program")
