@@ -153,6 +153,11 @@ class ScriptedBackend:
         await trio.sleep(self.delay_s)
         return out
 
+    async def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        return await self.generate([self.tokenizer.decode(ids) for ids in prompt_ids], params)
+
     async def update_weights(self, source: Any) -> int:
         self.weight_version = source.version
         self.versions.append(source.version)
