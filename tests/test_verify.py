@@ -373,7 +373,10 @@ def test_verify_imports_nothing_from_training() -> None:
 def test_the_empty_input_answers_abduction_for_a_function_without_parameters(v: Verifier) -> None:
     program = "def f():\n    return [1, 2]"
     task = AbductionTask(program=program, input="", output="[1, 2]")
-    for response in ("<think>no args</think><answer></answer>", "</think><answer>\n```\n```\n</answer>"):
+    for response in (
+        "<think>no args</think><answer></answer>",
+        "</think><answer>\n```\n```\n</answer>",
+    ):
         verdict = v.score_response(task, response)
         assert verdict.reason is Reason.OK and verdict.reward == 1.0, verdict
     assert v.check_abduction(program, "[1, 2]", "").reason is Reason.OK

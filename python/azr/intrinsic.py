@@ -87,8 +87,10 @@ def cognitive_complexity(source: str) -> int:
                 total += 1 + depth
                 inner = depth + 1
                 orelse = getattr(node, "orelse", [])
-                if isinstance(node, ast.If) and orelse and not (
-                    len(orelse) == 1 and isinstance(orelse[0], ast.If)
+                if (
+                    isinstance(node, ast.If)
+                    and orelse
+                    and not (len(orelse) == 1 and isinstance(orelse[0], ast.If))
                 ):
                     total += 1  # a plain else
             elif isinstance(node, ast.ExceptHandler | ast.match_case):

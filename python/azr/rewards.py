@@ -52,10 +52,10 @@ __all__ = [
     "DEFAULT_REWARDS",
     "RewardConfig",
     "RewardProfile",
-    "propose_outcome",
-    "solve_outcome",
     "learnability",
+    "propose_outcome",
     "propose_reward",
+    "solve_outcome",
     "solve_rate",
     "solve_reward",
 ]

@@ -78,7 +78,7 @@ def seed_file_from_buffers(buffers: Buffers) -> SeedFile:
     """The buffers' entries (seeds included), programs in canonical form, without duplicates."""
 
     def triplets(items: Sequence[Triplet]) -> tuple[Triplet, ...]:
-        out = {}
+        out: dict[tuple[str, str], Triplet] = {}
         for t in items:
             canonical = Triplet(_canonical(t.program), t.input, t.output)
             out.setdefault((canonical.program, canonical.input), canonical)
@@ -162,7 +162,9 @@ def load_seed_file(buffers: Buffers, path: str | Path, verifier: Verifier) -> Se
     dropped["induction"] = len(seeds.induction) - len(good_tasks)
     if any(dropped.values()):
         lost = ", ".join(f"{n} {k}" for k, n in dropped.items() if n)
-        print(f"seed file {path}: left out entries that no longer validate: {lost}", file=sys.stderr)
+        print(
+            f"seed file {path}: left out entries that no longer validate: {lost}", file=sys.stderr
+        )
     return SeedLoad(admitted=admitted, dropped=dropped)
 
 

@@ -52,9 +52,7 @@ async def test_seeding_writes_a_seed_file_and_induction_uses_the_finished_pool(
 async def test_a_run_starts_from_a_seed_file_and_revalidates_it(
     tmp_path: Path, tokenizer: Tokenizer
 ) -> None:
-    good = [
-        Triplet(f"def f(x):\n    return x + {n}  # comment", "1", str(n + 1)) for n in range(4)
-    ]
+    good = [Triplet(f"def f(x):\n    return x + {n}  # comment", "1", str(n + 1)) for n in range(4)]
     forged = Triplet("def f(x):\n    return x * 3", "2", "7")  # the file lies about the output
     clocked = Triplet("import datetime\ndef f(x):\n    return datetime.date.today().day", "0", "1")
     seeds = SeedFile(deduction=(*good, forged, clocked), abduction=tuple(good))
@@ -83,7 +81,7 @@ async def test_a_run_starts_from_a_seed_file_and_revalidates_it(
 def test_a_broken_seed_file_is_a_configuration_error(tmp_path: Path) -> None:
     path = tmp_path / "seeds.json"
     path.write_text('{"deduction": [{"program": 1}]}')
-    with pytest.raises(ConfigError, match="seeds.json"):
+    with pytest.raises(ConfigError, match=r"seeds\.json"):
         read_seed_file(path)
     path.write_text(msgspec.json.encode({"format": 99}).decode())
     with pytest.raises(ConfigError, match="format 99"):

@@ -23,7 +23,6 @@ import trio
 
 from azr.actors._common import PromptFormat, generate_rollouts
 from azr.errors import ConfigError
-from azr.models.tokenizer import Tokenizer, build_byte_tokenizer
 from azr.generation.base import (
     BackendClosed,
     BackendUnavailable,
@@ -46,6 +45,7 @@ from azr.generation.sglang import (
     launch_sglang_server,
     wait_healthy,
 )
+from azr.models.tokenizer import Tokenizer, build_byte_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sglang"
 DEADLINE_S = 10.0
@@ -1022,8 +1022,9 @@ def test_rollouts_train_on_exactly_the_ids_the_server_generated_from(cluster: Cl
     run(main)
     sent = cluster.journal.seen[0].json()["input_ids"]
     assert [list(r[0].prompt_ids) for r in rollouts] == sent
-    assert all(ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
-               for ids in sent)
+    assert all(
+        ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1 for ids in sent
+    )
     assert tokenizer.decode(sent[0][1:]) == fmt(prompts[0])
     # The two samples of a prompt share its ids; each got its own result back.
     assert [[r.response_ids for r in row] for row in rollouts] == [[(0,), (1,)], [(1000,), (1001,)]]

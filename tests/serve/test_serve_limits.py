@@ -420,9 +420,11 @@ def test_a_huge_request_does_not_starve_small_ones(verifier: Verifier) -> None:
     run(main, timeout=60)
 
 
-HEAVY_PROGRAM = "def f(a):\n" + "".join(
-    f"    a = a + [{i}, ({i}, {{{i}: -{i}}})][0]\n" for i in range(380)
-) + "    return a"
+HEAVY_PROGRAM = (
+    "def f(a):\n"
+    + "".join(f"    a = a + [{i}, ({i}, {{{i}: -{i}}})][0]\n" for i in range(380))
+    + "    return a"
+)
 """About 15 KiB of dense code: the most expensive kind of text for the host to parse."""
 
 
@@ -436,18 +438,28 @@ def test_heavy_parsing_and_many_pairs_are_refused_before_any_work(verifier: Veri
     body = msgspec.json.encode(heavy)
     assert 24 * 1024 * 1024 < len(body) < ServeConfig().max_body_bytes
     one_item_pairs = {
-        "items": [{"kind": "induction", "answer": "def f(a):\n    return a", "pairs": [["1", "1"]] * 6000}]
+        "items": [
+            {"kind": "induction", "answer": "def f(a):\n    return a", "pairs": [["1", "1"]] * 6000}
+        ]
     }
     many_pairs = {
-        "items": [{"kind": "induction", "answer": "def f(a):\n    return a", "pairs": [["1", "1"]] * 200}] * 50
+        "items": [
+            {"kind": "induction", "answer": "def f(a):\n    return a", "pairs": [["1", "1"]] * 200}
+        ]
+        * 50
     }
     hidden = [[str(n), str(n)] for n in range(300)]
     response_pairs = {
         "items": [
             {
                 "kind": "response",
-                "task": {"type": "induction", "program": "def f(a):\n    return a",
-                         "message": "m", "shown": [], "hidden": hidden},
+                "task": {
+                    "type": "induction",
+                    "program": "def f(a):\n    return a",
+                    "message": "m",
+                    "shown": [],
+                    "hidden": hidden,
+                },
                 "response": answer("def f(a):\n    return a"),
             }
         ]
@@ -456,6 +468,7 @@ def test_heavy_parsing_and_many_pairs_are_refused_before_any_work(verifier: Veri
 
     async def main() -> None:
         async with open_reward_server(ServeConfig(port=0), verifier=verifier) as server:
+
             async def attack() -> None:
                 async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
                     started = trio.current_time()

@@ -67,7 +67,9 @@ def test_gold_inputs_pass_as_abduction_answers(executor: Executor, cruxeval_rows
     expected = [Reason.OK if ok else Reason.NOT_LITERAL for ok in literal]
     assert [c.reason for c in checks] == expected
     loose = CheckConfig(abduction_answers="expression")
-    plans = [abduction_plan(r["code"], r["output"], r["input"], config=loose) for r in cruxeval_rows]
+    plans = [
+        abduction_plan(r["code"], r["output"], r["input"], config=loose) for r in cruxeval_rows
+    ]
     checks = run_plans(plans, executor)
     assert [c.reason for c in checks] == [Reason.OK] * len(plans)
 
@@ -85,7 +87,8 @@ def test_an_answer_built_from_the_output_alone_solves_no_abduction(
         "'__len__', '__hash__', '__bool__', '__int__', '__index__', '__contains__')}})()"
     )
     answers = [template.format(out=r["output"]) for r in cruxeval_rows]
-    plans = [abduction_plan(r["code"], r["output"], a) for r, a in zip(cruxeval_rows, answers)]
+    pairs = zip(cruxeval_rows, answers, strict=True)
+    plans = [abduction_plan(r["code"], r["output"], a) for r, a in pairs]
     checks = run_plans(plans, executor)
     assert {c.reason for c in checks} == {Reason.NOT_LITERAL}
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from azr.serve.schema import AbductionItem, DeductionItem, InductionItem, Item, ResponseItem
 from azr.tasks.ast_checks import Rejected
 from azr.tasks.parsing import ParseConfig, extract_answer
 from azr.tasks.types import AbductionTask, InductionTask
-
-from azr.serve.schema import AbductionItem, DeductionItem, InductionItem, Item, ResponseItem
 
 __all__ = ["Cost", "request_cost"]
 

@@ -218,8 +218,9 @@ def parse_proposal(
     """Split a proposer's response into its parts (unvalidated).
 
     Deduction and abduction: exactly one ```` ```python ```` block and one ```` ```input ````
-    block (which may be empty for a function without parameters). Induction: at least one ```` ```input ```` block (the first ``n_inputs`` are kept)
-    and exactly one ```` ```message ```` block. Blocks with other tags are ignored.
+    block (which may be empty for a function without parameters). Induction: at least one
+    ```` ```input ```` block (the first ``n_inputs`` are kept) and exactly one ```` ```message ````
+    block. Blocks with other tags are ignored.
     """
     answer = extract_answer(text, config)
     if isinstance(answer, Rejected):
