@@ -366,7 +366,15 @@ def test_verify_imports_nothing_from_training() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     loaded = set(json.loads(out.stdout))
-    allowed = {"azr", "azr.executor", "azr._executor", "azr.errors", "azr.rewards", "azr.verify"}
+    allowed = {
+        "azr",
+        "azr.executor",
+        "azr._executor",
+        "azr.errors",
+        "azr.rewards",
+        "azr.intrinsic",
+        "azr.verify",
+    }
     assert {m for m in loaded if not m.startswith("azr.tasks")} <= allowed, loaded
 
 

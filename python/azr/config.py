@@ -153,6 +153,9 @@ class SelfPlayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     proposing without training (from the identity triplet), at most ``seed_max_rounds`` rounds of
     B proposals per type, so that a model that rarely proposes anything valid still starts;
     deduction and abduction first, then induction from the finished pool of programs.
+    ``error_prediction`` adds the optional fourth task type (see
+    :mod:`azr.tasks.error_prediction`): B more proposals and solver tasks per step, in two
+    TRR++ groups of their own.
     ``seed_file`` (written by ``azr seed --out FILE``, see :mod:`azr.seeds`) fills the buffers
     from an earlier seeding stage instead, each entry validated again; seeding then proposes
     only what is still missing.
@@ -166,6 +169,7 @@ class SelfPlayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     recent_fraction: float = 0.5
     buffer_capacity: int = 16_384
     seed_file: str | None = None
+    error_prediction: bool = False
 
     def __post_init__(self) -> None:
         _require(

@@ -27,9 +27,10 @@ from azr.config import Config
 from azr.errors import ConfigError
 from azr.generation.base import GenerationBackend
 from azr.tasks.ast_checks import Rejected
+from azr.tasks.error_prediction import validate_error_plan
 from azr.tasks.normalize import normalize_program
 from azr.tasks.plan import run_plans
-from azr.tasks.types import InductionTask, Triplet
+from azr.tasks.types import InductionTask, Reason, Triplet
 from azr.tasks.validation import validate_induction_plan
 from azr.verify import Verifier
 
@@ -53,10 +54,16 @@ class SeedFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     deduction: tuple[Triplet, ...] = ()
     abduction: tuple[Triplet, ...] = ()
     induction: tuple[InductionTask, ...] = ()
+    error_prediction: tuple[Triplet, ...] = ()
 
     @property
     def size(self) -> int:
-        return len(self.deduction) + len(self.abduction) + len(self.induction)
+        return (
+            len(self.deduction)
+            + len(self.abduction)
+            + len(self.induction)
+            + len(self.error_prediction)
+        )
 
 
 class SeedLoad(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +103,7 @@ def seed_file_from_buffers(buffers: Buffers) -> SeedFile:
         deduction=triplets(list(buffers.deduction)),
         abduction=triplets(list(buffers.abduction)),
         induction=tuple(induction.values()),
+        error_prediction=triplets(list(buffers.error_prediction)),
     )
 
 
@@ -160,6 +168,14 @@ def load_seed_file(buffers: Buffers, path: str | Path, verifier: Verifier) -> Se
     good_tasks = [r.task for r in results if r.valid and r.task is not None]
     admitted["induction"] = buffers.induction.extend(good_tasks)
     dropped["induction"] = len(seeds.induction) - len(good_tasks)
+    errors = seeds.error_prediction
+    checked_errors = run_plans(
+        [validate_error_plan(t.program, t.input, verifier.validation) for t in errors],
+        verifier.executor,
+    )
+    good_errors = [t for reason, _, t in checked_errors if reason is Reason.OK and t is not None]
+    admitted["error_prediction"] = buffers.error_prediction.extend(good_errors)
+    dropped["error_prediction"] = len(errors) - len(good_errors)
     if any(dropped.values()):
         lost = ", ".join(f"{n} {k}" for k, n in dropped.items() if n)
         print(

@@ -69,6 +69,7 @@ SOLVER_ANSWERS = {
     "deduction": ("'Hello world'", "42"),
     "abduction": ("'Hello world'", "1, 2"),
     "induction": ("def f(a):\n    return a", "def f(a):\n    return None"),
+    "error_prediction": ("IndexError", "ZeroDivisionError"),
 }
 """Sample j answers with entry ``j % 2``: right, then wrong, for the identity seed task; so a
 task built on the identity program is solved at rate 1/2, and others (almost) never."""
@@ -86,6 +87,8 @@ def prompt_kind(prompt: str) -> str:
         return "abduction"
     if "Write a Python function `f` that behaves" in prompt:
         return "induction"
+    if "raises an exception. Which type?" in prompt:
+        return "error_prediction"
     raise AssertionError(f"unknown prompt: {prompt[:200]!r}")
 
 

@@ -38,12 +38,14 @@ from azr.tasks.ast_checks import (
     canonical_value,
     utf8_size,
 )
+from azr.tasks.error_prediction import error_plan
 from azr.tasks.normalize import ProgramPolicy, callable_without_arguments, normalize_program
 from azr.tasks.parsing import ParseConfig, parse_solution
 from azr.tasks.plan import Plan, reason_for_status
 from azr.tasks.types import (
     AbductionTask,
     DeductionTask,
+    ErrorTask,
     InductionTask,
     IOPair,
     Reason,
@@ -226,4 +228,7 @@ def response_plan(
             plan = abduction_plan(task.program, task.output, answer, config=config)
         case InductionTask():
             plan = induction_plan(answer, task.hidden, config=config)
+        case ErrorTask():
+            reason, detail = yield from error_plan(task.program, task.input, task.error, answer)
+            return Check(reason, detail)
     return (yield from plan)

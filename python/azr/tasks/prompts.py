@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from azr.tasks.error_prediction import propose_error_prompt, solve_error_prompt
 from azr.tasks.parsing import format_blocks
 from azr.tasks.types import (
     AbductionTask,
     DeductionTask,
+    ErrorTask,
     InductionTask,
     ProposeRequest,
     Role,
@@ -141,6 +143,8 @@ def propose_prompt(request: ProposeRequest) -> str:
             if request.program is None:
                 raise ValueError("an induction proposal request needs a program")
             return propose_induction_prompt(request.program, request.n_inputs)
+        case TaskType.ERROR_PREDICTION:
+            return propose_error_prompt(request.references, _PROGRAM_RULES, _propose_answer_shape())
 
 
 def solve_deduction_prompt(program: str, input: str) -> str:
@@ -198,6 +202,8 @@ def solve_prompt(task: SolveTask) -> str:
             return solve_abduction_prompt(task.program, task.output)
         case InductionTask():
             return solve_induction_prompt(task.message, [(p.input, p.output) for p in task.shown])
+        case ErrorTask():
+            return solve_error_prompt(task.program, task.input, _FORMAT)
 
 
 def build_prompt(role: Role, task: ProposeRequest | SolveTask) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "InductionValidation",
     "Validation",
     "ValidationConfig",
+    "determinism_jobs",
     "validate_induction_plan",
     "validate_plan",
 ]
@@ -131,7 +132,8 @@ class _Run(msgspec.Struct, frozen=True):
     output: str | None = None
 
 
-def _determinism_jobs(program: str, inputs: str, config: ValidationConfig) -> list[Job]:
+def determinism_jobs(program: str, inputs: str, config: ValidationConfig) -> list[Job]:
+    """One job per run of the determinism check: its own seeds and its own clock."""
     return [
         clocked_job(program, inputs, hash_seed=h, random_seed=r, offset_s=i * config.clock_step_s)
         for i, (h, r) in enumerate(config.seeds)
@@ -164,7 +166,7 @@ def _first_verdict(runs: Sequence[Execution], config: ValidationConfig) -> _Run 
 
 
 def _run_plan(program: str, inputs: str, config: ValidationConfig) -> Plan[_Run]:
-    runs = yield _determinism_jobs(program, inputs, config)
+    runs = yield determinism_jobs(program, inputs, config)
     first = _first_verdict(runs, config)
     if isinstance(first, _Run):
         return first
@@ -248,7 +250,7 @@ def validate_induction_plan(
             canonical.append(checked)
 
     # All inputs go through the rounds together, so the proposal costs two executor batches.
-    batches = [_determinism_jobs(norm.source, c, config) for c in canonical]
+    batches = [determinism_jobs(norm.source, c, config) for c in canonical]
     flat = yield [job for jobs in batches for job in jobs]
     per_input = len(config.seeds)
     firsts = [_first_verdict(flat[i * per_input : (i + 1) * per_input], config)
