@@ -75,7 +75,7 @@ def test_every_run_of_the_check_gets_its_own_clock() -> None:
     plan = validate_plan("def f(a):\n    return a", "1", config)
     jobs = next(plan)
     assert len(jobs) == 3
-    assert all(f"__azr_shift_clock({i * 100.0!r})" in job.program for i, job in enumerate(jobs))
+    assert all(f"__azr_shift_clock({i * 100.0!r}, " in job.program for i, job in enumerate(jobs))
     assert all(job.program.endswith("def f(a):\n    return a") for job in jobs)
 
 
@@ -87,3 +87,14 @@ def test_plain_programs_give_the_same_value_with_any_shift(executor: Executor) -
     )
     assert all(r.ok for r in runs)
     assert all(values_equal(runs[0], r) for r in runs[1:])
+
+
+def test_clock_readers_reached_through_other_imports_are_shifted(executor: Executor) -> None:
+    # ``time`` itself may not be imported, but modules that are allowed read it (logging's
+    # record timestamps use time.localtime): the patch is applied on the first import.
+    via_logging = "import logging\ndef f(a):\n    return logging.Formatter.converter().tm_min + a"
+    result = run_plans([validate_plan(via_logging, "1")], executor)[0]
+    assert result.reason is Reason.NONDETERMINISTIC, result
+    # A datetime imported after another module is still patched.
+    late = "import json\nimport datetime\ndef f(a):\n    return datetime.date.today().day + a"
+    assert run_plans([validate_plan(late, "1")], executor)[0].reason is Reason.NONDETERMINISTIC

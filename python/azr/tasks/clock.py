@@ -15,9 +15,13 @@ How the shift is applied: the executor has no clock setting of its own yet, so t
 program is prefixed with a short harness that, inside the sandboxed child and before the
 program runs, replaces the clock readers of ``time`` (``time``, ``time_ns``, ``localtime``,
 ``gmtime``, ``ctime``, ``monotonic``, ``perf_counter`` and their ``_ns`` forms) and the
-``datetime.datetime`` / ``datetime.date`` classes of ``datetime`` with shifted ones. It runs only
-in the child (never in this process), defines and leaves no global name, and is applied to every
-run of the check (run 0 with a zero shift) so that the runs differ in nothing but the clock.
+``datetime.datetime`` / ``datetime.date`` classes of ``datetime`` with shifted ones. Most
+programs import nothing, and compiling the patch costs a child about as much as running a
+typical program (importing ``datetime`` four times that), so the harness only installs an
+import hook: the patch is compiled and applied when the program first imports a module that is
+not loaded yet, and ``datetime`` is patched as it is imported. The harness runs only in the
+child (never in this process), defines and leaves no global name, and is applied to every run
+of the check (run 0 with a zero shift) so that the runs differ in nothing but the clock.
 Once the executor can give a job a clock of its own, this function is where that setting goes.
 """
 
@@ -32,33 +36,21 @@ __all__ = ["DEFAULT_CLOCK_STEP_S", "clock_harness", "clocked_job"]
 DEFAULT_CLOCK_STEP_S: Final = 400 * 86_400 + 3 * 3_600 + 17 * 60 + 29.25
 """400 days, 3 h, 17 min, 29.25 s: year, month, day, weekday, hour, minute and second all move."""
 
-_HARNESS: Final = """\
-def __azr_shift_clock(offset):
-    import datetime as _dt
-    import time as _t
+_PATCH: Final = """\
+import time as t
 
-    real_time, real_ns = _t.time, _t.time_ns
-    shift_ns = int(offset * 1_000_000_000)
+now, ns, shift_ns = t.time, t.time_ns, int(offset * 1e9)
+shifted = t.time = lambda: now() + offset
+t.time_ns = lambda: ns() + shift_ns
+for name in ("localtime", "gmtime", "ctime"):
+    setattr(t, name, lambda s=None, f=getattr(t, name): f(shifted() if s is None else s))
+for name in ("monotonic", "perf_counter"):
+    setattr(t, name, lambda f=getattr(t, name): f() + offset)
+    setattr(t, name + "_ns", lambda f=getattr(t, name + "_ns"): f() + shift_ns)
 
-    def shifted():
-        return real_time() + offset
 
-    def pick(secs):
-        return shifted() if secs is None else secs
-
-    local, gm, ctime = _t.localtime, _t.gmtime, _t.ctime
-    _t.time = shifted
-    _t.time_ns = lambda: real_ns() + shift_ns
-    _t.localtime = lambda secs=None: local(pick(secs))
-    _t.gmtime = lambda secs=None: gm(pick(secs))
-    _t.ctime = lambda secs=None: ctime(pick(secs))
-    for name in ("monotonic", "perf_counter"):
-        real = getattr(_t, name)
-        real_n = getattr(_t, name + "_ns")
-        setattr(_t, name, lambda real=real: real() + offset)
-        setattr(_t, name + "_ns", lambda real_n=real_n: real_n() + shift_ns)
-
-    base_datetime, base_date = _dt.datetime, _dt.date
+def patch(module):
+    base_datetime, base_date = module.datetime, module.date
 
     class datetime(base_datetime):
         @classmethod
@@ -81,10 +73,49 @@ def __azr_shift_clock(offset):
     for cls in (datetime, date):
         cls.__module__ = "datetime"
         cls.__qualname__ = cls.__name__
-    _dt.datetime, _dt.date = datetime, date
+    module.datetime, module.date = datetime, date
 
 
-__azr_shift_clock({offset!r})
+class DatetimeHook:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "datetime":
+            return None
+        sys.meta_path.remove(DatetimeHook)
+        for finder in sys.meta_path:
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                run = spec.loader.exec_module
+                spec.loader.exec_module = lambda m: (run(m), patch(m))
+                return spec
+
+
+if "datetime" in sys.modules:
+    patch(sys.modules["datetime"])
+else:
+    sys.meta_path.insert(0, DatetimeHook)
+"""
+"""Shifts ``time`` and ``datetime``; compiled and run in the child only once the program
+imports a module that is not loaded yet (nothing already loaded that a program may import
+reads the clock), or at once if ``datetime`` is loaded."""
+
+_HARNESS: Final = """\
+def __azr_shift_clock(offset, source):
+    import sys
+
+    def run(*spec):
+        sys.meta_path.remove(Hook)
+        scope = {{"offset": offset, "sys": sys}}
+        exec(source, scope)
+        return scope["DatetimeHook"].find_spec(*spec) if spec else None
+
+    Hook = type("Hook", (), {{"find_spec": staticmethod(run)}})
+    sys.meta_path.insert(0, Hook)
+    if "datetime" in sys.modules:
+        run()
+
+
+__azr_shift_clock({offset!r}, {patch!r})
 del __azr_shift_clock
 """
 
@@ -93,7 +124,7 @@ _FUTURE: Final = "from __future__ import"
 
 def clock_harness(offset_s: float) -> str:
     """The source that shifts the sandboxed child's clocks by ``offset_s`` seconds."""
-    return _HARNESS.format(offset=float(offset_s))
+    return _HARNESS.format(offset=float(offset_s), patch=_PATCH)
 
 
 def clocked_job(
