@@ -2,9 +2,9 @@
 
 Proposal validation runs each program once per seed of the determinism check; since the runs
 must see different clocks (see ``azr.tasks.clock``), each job's program carries a short harness
-that shifts the child's clocks. This runs the CRUXEval programs through the check's jobs with
-and without the harness, on the same executor in the same process, and prints executions per
-second and the ratio.
+that shifts the child's clocks. This runs the CRUXEval programs through the check's jobs (run 0 as
+is, run 1 with the harness) and through the same jobs without any harness, on the same executor
+in the same process, and prints executions per second, the ratio and the children's CPU time.
 
     python benches/validation.py [--rounds N]
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def main() -> None:
         for h, s in config.seeds
     ]
     timings: dict[str, list[float]] = {"plain": [], "clocked": []}
+    cpu: dict[str, list[float]] = {"plain": [], "clocked": []}
     with Executor() as ex:
         ex.run_batch(plain[:50])  # warm the workers
         for _ in range(args.rounds):
@@ -48,13 +50,16 @@ def main() -> None:
                 start = time.perf_counter()
                 results = ex.run_batch(jobs)
                 timings[name].append(len(jobs) / (time.perf_counter() - start))
+                cpu[name].append(statistics.median(r.cpu_ms for r in results))
                 assert sum(r.ok for r in results) >= len(rows) * 0.9 * len(config.seeds)
         workers = ex.workers
     best = {name: max(rates) for name, rates in timings.items()}
     print(f"{len(plain)} executions per round, {workers} workers, best of {args.rounds}")
-    print(f"{'jobs':<28}{'executions/s':>14}{'ratio':>8}")
+    print(f"{'jobs':<28}{'executions/s':>14}{'ratio':>8}{'child CPU ms (median)':>24}")
     for name, label in (("plain", "without the clock harness"), ("clocked", "with shifted clocks")):
-        print(f"{label:<28}{best[name]:>14.0f}{best[name] / best['plain']:>8.2f}")
+        ratio = best[name] / best["plain"]
+        child = statistics.median(cpu[name])
+        print(f"{label:<28}{best[name]:>14.0f}{ratio:>8.2f}{child:>24.3f}")
 
 
 if __name__ == "__main__":

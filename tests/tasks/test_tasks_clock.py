@@ -75,8 +75,10 @@ def test_every_run_of_the_check_gets_its_own_clock() -> None:
     plan = validate_plan("def f(a):\n    return a", "1", config)
     jobs = next(plan)
     assert len(jobs) == 3
-    assert all(f"__azr_shift_clock({i * 100.0!r}, " in job.program for i, job in enumerate(jobs))
+    assert jobs[0].program == "def f(a):\n    return a"  # run 0: the real clock, no harness
+    assert all(f"__azr_shift_clock({i * 100.0!r}, " in jobs[i].program for i in (1, 2))
     assert all(job.program.endswith("def f(a):\n    return a") for job in jobs)
+    assert len({(job.hash_seed, job.random_seed) for job in jobs}) == 3
 
 
 def test_plain_programs_give_the_same_value_with_any_shift(executor: Executor) -> None:
