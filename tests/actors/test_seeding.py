@@ -94,3 +94,18 @@ def test_azr_seed_needs_an_output_file(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as exit_info:
         main(["seed"])
     assert exit_info.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_azr_seed_writes_a_file_a_run_can_start_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The real tiny model on the CPU: it proposes nothing valid yet, so the file holds the
+    # seeds of every buffer, deduplicated, and loads back.
+    out = tmp_path / "seeds.json"
+    status = main(["seed", "--out", str(out), "--set", "generation.max_new_tokens=8"])
+    assert status == 0, capsys.readouterr().err
+    assert str(out) in capsys.readouterr().out
+    seeds = read_seed_file(out)
+    assert SEED_TRIPLET in seeds.deduction and SEED_TRIPLET in seeds.abduction
+    assert len(seeds.induction) >= 1
+    assert main(["seed", "--out", str(out), "--set", "selfplay.nope=1"]) == 2
