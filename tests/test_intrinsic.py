@@ -14,6 +14,7 @@ from azr.intrinsic import (
     cognitive_complexity,
     complexity_score,
     diversity_score,
+    proposal_bonus,
 )
 from azr.rewards import RewardConfig
 from azr.tasks import SEED_TRIPLET, Reason
@@ -73,3 +74,14 @@ def test_a_bonus_is_added_only_to_a_positive_learnability() -> None:
     assert proposal_reward(record([ok, ok], 0.25), RewardConfig()) == 0.0
     official = RewardConfig(profile="official")
     assert proposal_reward(record([wrong, wrong], 0.25), official) == -0.5
+
+
+def test_a_proposal_bonus_combines_both_scores() -> None:
+    counts = AnswerCounts()
+    counts.observe(["1", "1", "2", "3"])
+    program = "def f(a):\n    if a:\n        return 1\n    return 2"  # complexity 1
+    off = IntrinsicConfig()
+    assert proposal_bonus(off, program, "1", counts) == 0.0
+    both = IntrinsicConfig(complexity=Bonus(coef=1.5, max=1.0), diversity=Bonus(coef=0.5))
+    assert proposal_bonus(both, program, "1", counts) == pytest.approx(0.1 + 0.25)
+    assert proposal_bonus(both, program, "new", counts) == pytest.approx(0.1 + 0.5)

@@ -36,6 +36,7 @@ __all__ = [
     "cognitive_complexity",
     "complexity_score",
     "diversity_score",
+    "proposal_bonus",
 ]
 
 _COMPLEXITY_SCALE = 15.0
@@ -140,3 +141,13 @@ def diversity_score(count: int, total: int) -> float:
     if count <= 0 or total <= 0:
         return 1.0
     return 1.0 - count / total
+
+
+def proposal_bonus(
+    config: IntrinsicConfig, program: str, answer: str, counts: AnswerCounts
+) -> float:
+    """The bonuses of one valid proposal: its program's complexity and how surprising its answer
+    is among ``counts`` (the answers of admitted tasks of its type); 0 when both are off."""
+    if not config.enabled:
+        return 0.0
+    return config.complexity(complexity_score(program)) + config.diversity(counts.surprise(answer))

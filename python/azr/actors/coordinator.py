@@ -84,7 +84,7 @@ from azr.actors.messages import (
     WorkId,
 )
 from azr.config import Config
-from azr.intrinsic import AnswerCounts, complexity_score
+from azr.intrinsic import AnswerCounts, proposal_bonus
 from azr.rewards import RewardConfig, propose_reward, solve_rate
 from azr.rl.batch import Sample, TrainBatch
 from azr.rl.batch import TaskType as TaskName
@@ -798,13 +798,14 @@ class Coordinator:
 
     def _bonus(self, task_type: TaskType, verdict: ProposalVerdict) -> float:
         """The intrinsic rewards of a valid deduction or abduction proposal (0 when off)."""
-        intrinsic = self.config.rewards.intrinsic
         triplet = verdict.triplet
-        if not intrinsic.enabled or not verdict.valid or triplet is None:
+        if not verdict.valid or triplet is None:
             return 0.0
-        answer = _answer(task_type, triplet)
-        return intrinsic.complexity(complexity_score(triplet.program)) + intrinsic.diversity(
-            self._answers[task_type].surprise(answer)
+        return proposal_bonus(
+            self.config.rewards.intrinsic,
+            triplet.program,
+            _answer(task_type, triplet),
+            self._answers[task_type],
         )
 
     async def _dispatch_solves(
