@@ -150,6 +150,11 @@ class ReplayBackend:
                 self.busy.append((self._since, time.time()))
         return out
 
+    async def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        return await self.generate([self.tokenizer.decode(ids) for ids in prompt_ids], params)
+
     async def update_weights(self, source: Any) -> int:
         self.weight_version = source.version
         return self.weight_version

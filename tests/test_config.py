@@ -34,6 +34,21 @@ def test_the_paper_preset_needs_a_model_and_has_the_papers_schedule() -> None:
     assert set(PRESETS) == {"tiny-cpu", "paper"}
 
 
+def test_the_paper_preset_matches_its_readme_table() -> None:
+    # The table in the README ("The paper preset") lists these; a change to either must change
+    # both.
+    c = load_config(preset="paper", overrides=["model.path=/m"])
+    learner, sp, gen = c.learner, c.selfplay, c.generation
+    assert (learner.lr, learner.weight_decay, learner.max_grad_norm) == (1e-6, 0.0, 1.0)
+    assert (learner.clip_low, learner.clip_high) == (0.2, 0.28)
+    assert (learner.entropy_coef, learner.kl_coef, learner.warmup_steps) == (0.001, 0.0, 0)
+    assert (sp.batch_size, sp.references, sp.induction_inputs) == (64, 6, 10)
+    assert (sp.seed_buffer_size, sp.buffer_capacity) == (256, 16_384)
+    assert (gen.max_new_tokens, gen.temperature, gen.top_p) == (8096, 1.0, 1.0)
+    assert (c.rewards.profile, c.rewards.solver_rollouts, c.run.steps) == ("paper", 8, 500)
+    assert c.verifier.validation.induction_min_inputs is None  # every requested input
+
+
 def test_a_file_layers_over_the_preset_and_set_over_the_file(tmp_path: Path) -> None:
     file = tmp_path / "run.toml"
     file.write_text(

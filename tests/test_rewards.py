@@ -11,8 +11,9 @@ from azr.tasks import Outcome, Reason
 
 CONFIGS = st.builds(
     RewardConfig,
+    profile=st.sampled_from(["paper", "official"]),
     scheme=st.sampled_from(["composite", "binary"]),
-    extreme_reward=st.sampled_from([0.0, -0.5]),
+    extreme_reward=st.sampled_from([None, 0.0, -0.5]),
 )
 
 
@@ -61,7 +62,7 @@ def test_learnability_formula(solved: list[bool], config: RewardConfig) -> None:
     assert rate == sum(solved) / len(solved)
     reward = propose_reward(Reason.OK, rate, config)
     if all(solved) or not any(solved):
-        assert reward == config.extreme_reward
+        assert reward == config.extreme
     else:
         assert reward == pytest.approx(1.0 - rate)
         assert 0.0 < reward < 1.0
@@ -97,3 +98,30 @@ def test_proposal_penalties() -> None:
 def test_config_is_checked() -> None:
     with pytest.raises(ValueError):
         RewardConfig(solver_rollouts=0)
+
+
+def test_profiles_differ_exactly_where_the_paper_and_the_official_code_do() -> None:
+    paper, official = RewardConfig(), RewardConfig(profile="official")
+    assert paper.profile == "paper"  # the default
+    # A syntax error inside a well-formed answer: format (-1) in the paper, wrong (-0.5) there.
+    assert solve_reward(Reason.SYNTAX, paper) == -1.0
+    assert solve_reward(Reason.SYNTAX, official) == -0.5
+    # Invalid but well-formed proposals: -0.5 in the paper, -1 there.
+    for reason in (Reason.ERROR, Reason.NONDETERMINISTIC, Reason.TIMEOUT, Reason.WRONG):
+        assert propose_reward(reason, None, paper) == -0.5
+        assert propose_reward(reason, None, official) == -1.0
+    # Learnability at solve rate 0 or 1: 0 in the paper, -0.5 there.
+    for rate in (0.0, 1.0):
+        assert propose_reward(Reason.OK, rate, paper) == 0.0
+        assert propose_reward(Reason.OK, rate, official) == -0.5
+    # Everything else is the same.
+    for reason in Reason:
+        if reason is not Reason.SYNTAX:
+            assert solve_reward(reason, paper) == solve_reward(reason, official)
+    assert propose_reward(Reason.OK, 0.25, paper) == propose_reward(Reason.OK, 0.25, official)
+    assert propose_reward(Reason.FORMAT, None, paper) == -1.0
+    assert propose_reward(Reason.INTERNAL, None, official) == 0.0
+    # An explicit extreme_reward wins over the profile.
+    assert propose_reward(Reason.OK, 1.0, RewardConfig(profile="official", extreme_reward=0.0)) == 0
+    with pytest.raises(ValueError, match="profile"):
+        RewardConfig(profile="other")  # type: ignore[arg-type]

@@ -105,7 +105,8 @@ def test_deduction_with_a_broken_task_is_not_scored(v: Verifier) -> None:
 def test_abduction(v: Verifier) -> None:
     assert v.check_abduction(DOUBLE, "42", "21").reason is Reason.OK
     assert v.check_abduction(DOUBLE, "42", "x=21").reason is Reason.OK
-    assert v.check_abduction(DOUBLE, "42", "int('21')").reason is Reason.OK  # any input works
+    # Answers are literal values: an expression is refused even when it evaluates right.
+    assert v.check_abduction(DOUBLE, "42", "int('21')").reason is Reason.NOT_LITERAL
     assert v.check_abduction(DOUBLE, "42", "20").reason is Reason.WRONG
     assert v.check_abduction(DOUBLE, "42", "21, 22").reason is Reason.ERROR
     assert v.check_abduction(DOUBLE, "42", "0) or (42").reason is Reason.SYNTAX
@@ -365,5 +366,35 @@ def test_verify_imports_nothing_from_training() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     loaded = set(json.loads(out.stdout))
-    allowed = {"azr", "azr.executor", "azr._executor", "azr.errors", "azr.rewards", "azr.verify"}
+    allowed = {
+        "azr",
+        "azr.executor",
+        "azr._executor",
+        "azr.errors",
+        "azr.rewards",
+        "azr.intrinsic",
+        "azr.verify",
+    }
     assert {m for m in loaded if not m.startswith("azr.tasks")} <= allowed, loaded
+
+
+def test_the_empty_input_answers_abduction_for_a_function_without_parameters(v: Verifier) -> None:
+    program = "def f():\n    return [1, 2]"
+    task = AbductionTask(program=program, input="", output="[1, 2]")
+    for response in (
+        "<think>no args</think><answer></answer>",
+        "</think><answer>\n```\n```\n</answer>",
+    ):
+        verdict = v.score_response(task, response)
+        assert verdict.reason is Reason.OK and verdict.reward == 1.0, verdict
+    assert v.check_abduction(program, "[1, 2]", "").reason is Reason.OK
+    assert v.check_abduction(program, "[1, 3]", "").reason is Reason.WRONG
+    # With a parameter, an empty answer is still a format error, never a wrong answer.
+    needs = AbductionTask(program="def f(a):\n    return a", input="1", output="1")
+    assert v.score_response(needs, "</think><answer> </answer>").reason is Reason.FORMAT
+    # A proposal may leave the input block empty for such a function.
+    request = ProposeRequest(TaskType.DEDUCTION)
+    blocks = format_blocks([("python", program), ("input", "")])
+    proposal = v.score_proposal(request, format_response(blocks))
+    assert proposal.reason is Reason.OK and isinstance(proposal, Validation)
+    assert proposal.triplet is not None and proposal.triplet.input == ""

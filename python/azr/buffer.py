@@ -33,6 +33,7 @@ from typing import Final, Generic, TypeVar
 
 import msgspec
 
+from azr.tasks.error_prediction import SEED_ERROR_TRIPLET
 from azr.tasks.types import (
     SEED_INDUCTION_TASK,
     SEED_TRIPLET,
@@ -265,7 +266,8 @@ def _restore(kind: type[TaskBuffer[T]], saved: _Saved[T], rng: random.Random) ->
 
 
 class Buffers:
-    """The three per-type buffers self-play uses, seeded with the identity function."""
+    """The per-type buffers self-play uses, seeded with the identity function (and, for the
+    optional error-prediction type, a program that raises ``IndexError``)."""
 
     def __init__(self, rng: random.Random, *, capacity: int = DEFAULT_CAPACITY) -> None:
         self.deduction = TaskBuffer[Triplet](
@@ -277,15 +279,24 @@ class Buffers:
         self.induction = TaskBuffer[InductionTask](
             TaskType.INDUCTION, rng, capacity=capacity, seeds=(SEED_INDUCTION_TASK,)
         )
+        self.error_prediction = TaskBuffer[Triplet](
+            TaskType.ERROR_PREDICTION, rng, capacity=capacity, seeds=(SEED_ERROR_TRIPLET,)
+        )
         self._rng = rng
 
     def triplets(self, task_type: TaskType) -> TaskBuffer[Triplet]:
-        """The deduction or abduction buffer."""
+        """The deduction, abduction or error-prediction buffer."""
         if task_type is TaskType.DEDUCTION:
             return self.deduction
         if task_type is TaskType.ABDUCTION:
             return self.abduction
+        if task_type is TaskType.ERROR_PREDICTION:
+            return self.error_prediction
         raise ValueError("the induction buffer holds induction tasks, not triplets")
+
+    def all(self) -> tuple[TaskBuffer[Triplet] | TaskBuffer[InductionTask], ...]:
+        """Every buffer, in task-type order."""
+        return (self.deduction, self.abduction, self.induction, self.error_prediction)
 
     def sample_programs(self, n: int) -> list[str]:
         """``n`` programs for induction proposals, drawn uniformly from the deduction and
@@ -294,10 +305,10 @@ class Buffers:
         return self._rng.choices(pool, k=max(n, 0)) if pool else []
 
     def save(self, directory: str | Path) -> None:
-        """Write the three buffers as ``<type>.msgpack`` files in ``directory``."""
+        """Write the buffers as ``<type>.msgpack`` files in ``directory``."""
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        for buffer in (self.deduction, self.abduction, self.induction):
+        for buffer in self.all():
             buffer.save(folder / f"{buffer.task_type.value}.msgpack")
 
     @classmethod
@@ -308,7 +319,10 @@ class Buffers:
         out.deduction = restore_triplets((folder / "deduction.msgpack").read_bytes(), rng)
         out.abduction = restore_triplets((folder / "abduction.msgpack").read_bytes(), rng)
         out.induction = restore_induction((folder / "induction.msgpack").read_bytes(), rng)
-        for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+        errors = folder / "error_prediction.msgpack"
+        if errors.is_file():  # checkpoints from before the type existed have none
+            out.error_prediction = restore_triplets(errors.read_bytes(), rng)
+        for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.ERROR_PREDICTION):
             if out.triplets(task_type).task_type is not task_type:
                 raise msgspec.ValidationError(f"{task_type.value}.msgpack holds another type")
         return out

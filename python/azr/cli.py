@@ -2,6 +2,8 @@
 
     azr train [--config FILE.toml] [--preset NAME] [--set key=value ...] [--resume]
               [--print-config]
+    azr seed --out FILE [--config FILE.toml] [--preset NAME] [--set key=value ...]
+              (run only the seeding stage and write its buffers; see azr.seeds)
     azr serve [--host HOST] [--port PORT] [...]      (the HTTP reward service; see azr serve -h)
 
 The configuration is resolved (see :mod:`azr.config`) and checked completely before anything
@@ -16,6 +18,7 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from azr.errors import ConfigError
 
@@ -35,18 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run (or resume) self-play training",
         description="Run self-play training: propose, validate, solve, check, update.",
     )
-    train.add_argument("--config", metavar="FILE", help="a TOML file layered over the preset")
-    train.add_argument(
-        "--preset", metavar="NAME", help="starting configuration: tiny-cpu (default) or paper"
-    )
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting, e.g. --set run.steps=10 (repeatable; applied last)",
-    )
+    _config_arguments(train)
     train.add_argument(
         "--resume",
         action="store_true",
@@ -55,9 +47,51 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-config", action="store_true", help="print the resolved configuration and exit"
     )
+    seed = commands.add_parser(
+        "seed",
+        help="run only the seeding stage and write its buffers to a seed file",
+        description="Seed the buffers (proposals without training) and write them as a seed "
+        "file that selfplay.seed_file starts later runs from.",
+    )
+    seed.add_argument("--out", metavar="FILE", required=True, help="the seed file to write")
+    _config_arguments(seed)
     # Listed for help only: main() hands `serve` and its arguments to azr.serve's own parser.
     commands.add_parser("serve", help="run the HTTP reward service (see azr serve -h)")
     return parser
+
+
+def _config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="a TOML file layered over the preset")
+    parser.add_argument(
+        "--preset", metavar="NAME", help="starting configuration: tiny-cpu (default) or paper"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set run.steps=10 (repeatable; applied last)",
+    )
+
+
+def _seed(config: Any, out: str) -> int:
+    import trio
+
+    from azr.runtime import ActorFailed
+    from azr.seeds import seed_async
+
+    try:
+        seeds = trio.run(seed_async, config, out)
+    except ConfigError as exc:
+        print(f"azr: configuration error: {exc}", file=sys.stderr)
+        return _EXIT_CONFIG
+    except (ActorFailed, RuntimeError) as exc:
+        print(f"azr: seeding failed: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
+    sizes = f"{len(seeds.deduction)}/{len(seeds.abduction)}/{len(seeds.induction)}"
+    print(f"seed file: {out} (deduction/abduction/induction entries {sizes})")
+    return 0
 
 
 def _exit_status(stop_reason: str | None) -> int:
@@ -81,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"azr: configuration error: {exc}", file=sys.stderr)
         return _EXIT_CONFIG
-    if args.print_config:
+    if args.command == "seed":
+        return _seed(config, args.out)
+    if getattr(args, "print_config", False):
         sys.stdout.write(config_to_json(config).decode() + "\n")
         return 0
 

@@ -151,7 +151,14 @@ class SelfPlayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
 
     Before the first step, buffers holding fewer than ``seed_buffer_size`` entries are filled by
     proposing without training (from the identity triplet), at most ``seed_max_rounds`` rounds of
-    B proposals per type, so that a model that rarely proposes anything valid still starts.
+    B proposals per type, so that a model that rarely proposes anything valid still starts;
+    deduction and abduction first, then induction from the finished pool of programs.
+    ``error_prediction`` adds the optional fourth task type (see
+    :mod:`azr.tasks.error_prediction`): B more proposals and solver tasks per step, in two
+    TRR++ groups of their own.
+    ``seed_file`` (written by ``azr seed --out FILE``, see :mod:`azr.seeds`) fills the buffers
+    from an earlier seeding stage instead, each entry validated again; seeding then proposes
+    only what is still missing.
     """
 
     batch_size: int = 64
@@ -161,6 +168,8 @@ class SelfPlayConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     seed_max_rounds: int = 16
     recent_fraction: float = 0.5
     buffer_capacity: int = 16_384
+    seed_file: str | None = None
+    error_prediction: bool = False
 
     def __post_init__(self) -> None:
         _require(
@@ -317,12 +326,42 @@ def _tiny_cpu() -> dict[str, Any]:
 
 
 def _paper() -> dict[str, Any]:
-    # The schedule and objective are the struct defaults; this adds the serving side. The model
-    # path is left unset on purpose: the run refuses to start until it names a local directory.
+    # Every value that defines the experiment is spelled out here, even where it equals a
+    # struct default, so that the preset can be read (and checked) against the paper and the
+    # authors' scripts in one place; the README's "The paper preset" table gives the sources and
+    # says why where they differ. The model path is left unset on purpose: the run refuses to
+    # start until it names a local directory.
     return {
-        "generation": {"backend": "sglang", "concurrent_chunks": 8},
-        "learner": {"lr": 1e-6, "micro_batch_size": 4, "gradient_checkpointing": True},
-        "run": {"output_dir": "runs/paper", "checkpoint_every": 50},
+        "generation": {
+            "backend": "sglang",
+            "concurrent_chunks": 8,
+            "max_new_tokens": 8096,  # paper and scripts: max response length 8096
+            "temperature": 1.0,
+            "top_p": 1.0,
+        },
+        "selfplay": {
+            "batch_size": 64,  # B per task type and role: 64 x 6
+            "references": 6,  # K
+            "induction_inputs": 10,  # N inputs per induction proposal
+            "seed_buffer_size": 256,  # seed batch factor 4 x B
+            "buffer_capacity": 16_384,  # max programs
+        },
+        "rewards": {"profile": "paper", "solver_rollouts": 8, "scheme": "composite"},
+        "verifier": {"validation": {"induction_min_inputs": None}},
+        "learner": {
+            "lr": 1e-6,
+            "warmup_steps": 0,
+            "weight_decay": 0.0,
+            "max_grad_norm": 1.0,
+            "clip_low": 0.2,
+            "clip_high": 0.28,
+            "kl_coef": 0.0,
+            "entropy_coef": 0.001,
+            "advantage_weighting": "token",
+            "micro_batch_size": 4,
+            "gradient_checkpointing": True,
+        },
+        "run": {"steps": 500, "mode": "sync", "output_dir": "runs/paper", "checkpoint_every": 50},
     }
 
 

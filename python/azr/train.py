@@ -21,7 +21,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -293,6 +293,15 @@ async def _start_server(system: ActorSystem, config: Config, model_path: str) ->
     return launch.url
 
 
+def _load_seed_file(config: Config, buffers: Buffers) -> None:
+    from azr.seeds import load_seed_file
+
+    assert config.selfplay.seed_file is not None
+    vcfg = config.verifier
+    with Verifier(workers=vcfg.workers, limits=vcfg.limits, validation=vcfg.validation) as v:
+        load_seed_file(buffers, config.selfplay.seed_file, v)
+
+
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
@@ -350,12 +359,14 @@ async def train_async(
     resume: bool = False,
     console: IO[str] | None = None,
     backend: GenerationBackend | None = None,
+    on_buffers: Callable[[Buffers], None] | None = None,
 ) -> TrainResult:
     """Run (or, with ``resume``, continue) the self-play loop that ``config`` describes.
 
     ``backend`` replaces the configured generation backend (benchmarks, tests); it receives the
     learner's weights in process (:class:`~azr.generation.base.InProcessWeights`) and is closed
-    at the end of the run.
+    at the end of the run. ``on_buffers`` is handed the buffers when a run completes
+    (:mod:`azr.seeds` writes them to a seed file).
     """
     import torch
     import transformers
@@ -397,6 +408,8 @@ async def train_async(
         )
         rng = random.Random(run.seed)
         buffers = Buffers(rng, capacity=config.selfplay.buffer_capacity)
+        if config.selfplay.seed_file is not None:
+            await trio.to_thread.run_sync(_load_seed_file, config, buffers)
         start_step, seeded = 0, False
 
     tokenizer = learner.tokenizer
@@ -523,6 +536,8 @@ async def train_async(
                     finished = report
     finally:
         output.close()
+    if finished is not None and on_buffers is not None:
+        on_buffers(buffers)
     latest = store.latest()
     return TrainResult(
         completed=finished is not None,

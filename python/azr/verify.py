@@ -47,6 +47,7 @@ from azr.tasks.checking import (
     induction_plan,
     response_plan,
 )
+from azr.tasks.error_prediction import validate_error_plan
 from azr.tasks.parsing import InductionProposal, parse_proposal
 from azr.tasks.plan import Plan, run_plans, run_plans_async
 from azr.tasks.types import IOPair, ProposeRequest, Reason, SolveTask, TaskType
@@ -223,6 +224,11 @@ class Verifier:
                     config=self.validation,
                 )
             )
+        if request.type is TaskType.ERROR_PREDICTION:
+            reason, detail, triplet = yield from validate_error_plan(
+                parsed.program, parsed.input, self.validation
+            )
+            return Validation(reason, detail, triplet)
         return (yield from validate_plan(parsed.program, parsed.input, self.validation))
 
     # -- single checks ----------------------------------------------------------------------

@@ -69,6 +69,7 @@ SOLVER_ANSWERS = {
     "deduction": ("'Hello world'", "42"),
     "abduction": ("'Hello world'", "1, 2"),
     "induction": ("def f(a):\n    return a", "def f(a):\n    return None"),
+    "error_prediction": ("IndexError", "ZeroDivisionError"),
 }
 """Sample j answers with entry ``j % 2``: right, then wrong, for the identity seed task; so a
 task built on the identity program is solved at rate 1/2, and others (almost) never."""
@@ -86,6 +87,8 @@ def prompt_kind(prompt: str) -> str:
         return "abduction"
     if "Write a Python function `f` that behaves" in prompt:
         return "induction"
+    if "raises an exception. Which type?" in prompt:
+        return "error_prediction"
     raise AssertionError(f"unknown prompt: {prompt[:200]!r}")
 
 
@@ -152,6 +155,11 @@ class ScriptedBackend:
         self.calls.append((len(prompts), params.n))
         await trio.sleep(self.delay_s)
         return out
+
+    async def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        return await self.generate([self.tokenizer.decode(ids) for ids in prompt_ids], params)
 
     async def update_weights(self, source: Any) -> int:
         self.weight_version = source.version

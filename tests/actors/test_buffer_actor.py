@@ -60,7 +60,7 @@ def test_prepare_proposals_builds_requests_per_type() -> None:
     )
     assert isinstance(reply, ProposalsPrepared) and reply.request_id == 2
     by_type = {t: [r for r in reply.requests if r.type is t] for t in TaskType}
-    assert [len(by_type[t]) for t in TaskType] == [3, 2, 4]
+    assert [len(by_type[t]) for t in TaskType] == [3, 2, 4, 0]
     for request in by_type[TaskType.DEDUCTION]:
         assert len(request.references) == 2
         assert set(request.references) <= {SEED_TRIPLET, *TRIPLETS}

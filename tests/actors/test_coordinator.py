@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from azr.actors.coordinator import (
+    TASK_TYPES,
     ProposalRecord,
     SolveRecord,
     StepData,
@@ -32,7 +33,7 @@ from azr.verify import Verdict
 from ._support import ScriptedBackend, tiny_config, trio_test
 
 REWARDS = RewardConfig()
-GROUPS = [f"{role}/{t}/reward" for role in ("propose", "solve") for t in TaskType]
+GROUPS = [f"{role}/{t}/reward" for role in ("propose", "solve") for t in TASK_TYPES]
 
 
 def _rollout(tag: int, finish: str = "stop") -> Rollout:
@@ -153,3 +154,47 @@ def test_resuming_needs_the_flag_when_checkpoints_exist(tmp_path: Path) -> None:
     (step / "state.json").write_text("{}")
     with pytest.raises(ConfigError, match="--resume"):
         train(tiny_config(tmp_path))
+
+
+@trio_test(timeout=120)
+async def test_error_prediction_is_a_fourth_task_type_with_its_own_groups(
+    tmp_path: Path, tokenizer: Tokenizer
+) -> None:
+    backend = ScriptedBackend(tokenizer)
+    config = tiny_config(tmp_path, "run.steps=1", "selfplay.error_prediction=true")
+    finished: list[Any] = []
+    result = await train_async(config, backend=backend, on_buffers=finished.append)
+    assert result.completed
+    seed, step = _records(Path(result.metrics))
+    assert seed["seed/error_prediction/count"] > 0
+    # Of the scripted programs only the one dividing by zero raises: it is the valid proposal;
+    # the rest return (no_error) or are malformed (format).
+    assert step["propose/error_prediction/rejected/no_error"] > 0
+    assert 0 < step["propose/error_prediction/valid"] < 1
+    assert "solve/error_prediction/accuracy" in step and "propose/error_prediction/reward" in step
+    assert "buffer/error_prediction/size" in step
+    errors = {t.output for t in finished[0].error_prediction}
+    assert {"IndexError", "ZeroDivisionError"} <= errors
+    checkpoint = Path(result.checkpoint or "")
+    assert (checkpoint / "buffers" / "error_prediction.msgpack").is_file()
+
+
+def test_error_prediction_samples_go_to_their_own_two_groups() -> None:
+    from azr.rl.batch import GROUP_NAMES, group_index
+
+    data = StepData(step=1)
+    ok = ProposalVerdict(Reason.OK, triplet=SEED_TRIPLET)
+    data.proposals[TaskType.ERROR_PREDICTION] = {
+        0: ProposalRecord(rollout=_rollout(1), verdict=ok, learnability=[Reason.OK, Reason.WRONG])
+    }
+    data.solves[TaskType.ERROR_PREDICTION] = {
+        0: SolveRecord(rollout=_rollout(2), verdict=Verdict(True, 1.0, Reason.OK))
+    }
+    samples = build_batch(data, REWARDS).samples
+    assert [(s.task, s.role, s.reward) for s in samples] == [
+        ("error_prediction", "propose", 0.5),
+        ("error_prediction", "solve", 1.0),
+    ]
+    groups = {GROUP_NAMES[s.group] for s in samples}
+    assert groups == {"error_prediction.propose", "error_prediction.solve"}
+    assert len(GROUP_NAMES) == 8 and group_index("deduction", "propose") == 0

@@ -135,7 +135,7 @@ async def test_a_stopped_response_gets_its_closing_tag_back(tokenizer: Tokenizer
     """Backends cut text before a stop string; the verifier must still see ``</answer>``."""
 
     class StopAtAnswer(ScriptedBackend):
-        async def generate(self, prompts, params):  # type: ignore[no-untyped-def]
+        async def generate_ids(self, prompts, params):  # type: ignore[no-untyped-def]
             full = "<think>x</think><answer>1</answer>"
             ids = tuple(self.tokenizer.encode(full))
             cut = full[: full.index(ANSWER_STOP)]

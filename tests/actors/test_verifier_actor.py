@@ -73,7 +73,13 @@ async def test_proposals_and_solutions_get_verdicts_in_order() -> None:
             "<answer>no reasoning first</answer>",
             format_response(
                 format_blocks(
-                    [("input", "1"), ("input", "'ab'"), ("input", "[0]"), ("message", "same")]
+                    [
+                        ("input", "1"),
+                        ("input", "'ab'"),
+                        ("input", "[0]"),
+                        ("input", "None"),
+                        ("message", "same"),
+                    ]
                 )
             ),
         )
@@ -114,7 +120,7 @@ async def test_proposals_and_solutions_get_verdicts_in_order() -> None:
         assert "def f(" in triplet.program  # renamed to the entry name
         induction_task = validated.verdicts[3].induction
         assert induction_task is not None and induction_task.message == "same"
-        assert len(induction_task.shown) + len(induction_task.hidden) == 3
+        assert len(induction_task.shown) + len(induction_task.hidden) == 4
 
         checked = events[SolutionsChecked]
         assert isinstance(checked, SolutionsChecked)

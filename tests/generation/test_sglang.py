@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from azr.actors._common import PromptFormat, generate_rollouts
 from azr.errors import ConfigError
 from azr.generation.base import (
     BackendClosed,
@@ -44,6 +45,7 @@ from azr.generation.sglang import (
     launch_sglang_server,
     wait_healthy,
 )
+from azr.models.tokenizer import Tokenizer, build_byte_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sglang"
 DEADLINE_S = 10.0
@@ -279,7 +281,8 @@ def synthetic_generate(delay_s: float = 0.0) -> Handler:
         params = request["sampling_params"]
         n = params.get("n", 1) if isinstance(params, dict) else 1
         results = []
-        for index, text in enumerate(request["text"]):
+        prompts = request["text"] if "text" in request else request["input_ids"]
+        for index, text in enumerate(prompts):
             for sample in range(n):
                 token = 1000 * index + sample
                 results.append(
@@ -955,3 +958,73 @@ def test_config_is_validated(overrides: dict[str, typing.Any]) -> None:
     settings: dict[str, typing.Any] = {"url": "http://127.0.0.1:30000", **overrides}
     with pytest.raises(ConfigError):
         SGLangConfig(**settings)
+
+
+# --------------------------------------------------------------------------------------------------
+# Token-id prompts: the server and the learner condition on the same tokens
+# --------------------------------------------------------------------------------------------------
+
+
+def test_token_id_prompts_are_sent_as_input_ids(cluster: Cluster) -> None:
+    fixture = load("generate_input_ids.json")
+    server = cluster.serve("sglang", Replay(fixture["exchanges"], cluster.journal))
+    prompt_ids = [[1, 3439, 17352, 29901, 13], [1, 660, 29901, 29871, 29906]]
+
+    async def main() -> None:
+        async with SGLangBackend(config(server.url)) as backend:
+            out = await backend.generate_ids(prompt_ids, SamplingParams(max_new_tokens=4))
+            with pytest.raises(InvalidRequest, match="no tokens"):
+                await backend.generate_ids([[]], SamplingParams())
+            with pytest.raises(InvalidRequest, match="non-negative"):
+                await backend.generate_ids([[1, -2]], SamplingParams())
+            with pytest.raises(InvalidRequest, match="generate_ids"):
+                await backend.generate([[1, 2]], SamplingParams())  # type: ignore[list-item]
+        (first,), (second,) = out
+        assert first.token_ids == (736, 921, 2) and first.finish_reason == "stop"
+        assert first.logprobs == (-0.713, -0.052, -1.906)
+        assert second.text == " 4, 5, 6" and second.finish_reason == "length"
+
+    run(main)
+    request = cluster.journal.seen[0].json()
+    assert "text" not in request and request["input_ids"] == prompt_ids
+
+
+def _bos_tokenizer() -> Tokenizer:
+    """The byte tokenizer, made to put its BOS token in front of every text as Llama's do."""
+    from tokenizers import processors
+
+    hf = build_byte_tokenizer()
+    bos = hf.bos_token_id
+    hf.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|bos|> $A", special_tokens=[("<|bos|>", bos)]
+    )
+    return Tokenizer(hf)
+
+
+def test_rollouts_train_on_exactly_the_ids_the_server_generated_from(cluster: Cluster) -> None:
+    # A tokenizer that adds BOS: the server tokenizing text itself would condition on a BOS the
+    # learner never saw (or the other way round). Sent as ids, both see the same tokens.
+    tokenizer = _bos_tokenizer()
+    assert tokenizer.adds_bos and tokenizer.bos_token_id is not None
+    server = cluster.serve("sglang", synthetic_generate())
+    fmt = PromptFormat("plain", tokenizer)
+    prompts = ["What is 2 + 2?", "Name a prime."]
+    rollouts: list[typing.Any] = []
+
+    async def main() -> None:
+        async with SGLangBackend(config(server.url)) as backend:
+            out, stats = await generate_rollouts(
+                backend, tokenizer, fmt, prompts, SamplingParams(n=2, max_new_tokens=1)
+            )
+        rollouts.extend(out)
+        assert stats.prompt_tokens == sum(len(r[0].prompt_ids) for r in out)
+
+    run(main)
+    sent = cluster.journal.seen[0].json()["input_ids"]
+    assert [list(r[0].prompt_ids) for r in rollouts] == sent
+    assert all(
+        ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1 for ids in sent
+    )
+    assert tokenizer.decode(sent[0][1:]) == fmt(prompts[0])
+    # The two samples of a prompt share its ids; each got its own result back.
+    assert [[r.response_ids for r in row] for row in rollouts] == [[(0,), (1,)], [(1000,), (1001,)]]

@@ -306,3 +306,15 @@ def test_from_pretrained_loads_a_saved_model(tmp_path: Path) -> None:
     assert isinstance(loaded.tokenizer, Tokenizer)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=6)
     assert _generate(loaded, greedy) == _generate(TorchBackend(model, tok, device="cpu"), greedy)
+
+
+def test_token_id_prompts_generate_what_the_same_text_does() -> None:
+    backend = _backend()
+    params = SamplingParams(n=2, max_new_tokens=5, seed=3)
+    ids = [backend.tokenizer.encode(p) for p in PROMPTS]
+    by_ids = trio.run(backend.generate_ids, ids, params)
+    assert _outputs(by_ids) == _outputs(_generate(backend, params))
+    vocab = len(backend.tokenizer)
+    for bad in ([[]], [[1, vocab]], [[1, -1]]):
+        with pytest.raises(InvalidRequest):
+            trio.run(backend.generate_ids, bad, params)

@@ -12,6 +12,7 @@ import trio
 from serve_support import REVERSE, answer, json_body, raw_exchange, run, status_of
 
 from azr.serve import ServeConfig, open_reward_server
+from azr.tasks import Reason
 from azr.verify import Verifier
 
 LIMITED = ServeConfig(
@@ -417,3 +418,89 @@ def test_a_huge_request_does_not_starve_small_ones(verifier: Verifier) -> None:
             assert max(during) < (end - start) / 2, (end - start, during)
 
     run(main, timeout=60)
+
+
+HEAVY_PROGRAM = (
+    "def f(a):\n"
+    + "".join(f"    a = a + [{i}, ({i}, {{{i}: -{i}}})][0]\n" for i in range(380))
+    + "    return a"
+)
+"""About 15 KiB of dense code: the most expensive kind of text for the host to parse."""
+
+
+def test_heavy_parsing_and_many_pairs_are_refused_before_any_work(verifier: Verifier) -> None:
+    # 1,900 heavy induction answers (about 28 MiB, under the body limit): unbounded, the host
+    # would parse for most of a minute. The service refuses the request at once, and a client
+    # asking meanwhile is served as usual.
+    heavy = {
+        "items": [{"kind": "induction", "answer": HEAVY_PROGRAM, "pairs": [["1", "1"]]}] * 1900
+    }
+    body = msgspec.json.encode(heavy)
+    assert 24 * 1024 * 1024 < len(body) < ServeConfig().max_body_bytes
+    one_item_pairs = {
+        "items": [
+            {"kind": "induction", "answer": "def f(a):\n    return a", "pairs": [["1", "1"]] * 6000}
+        ]
+    }
+    many_pairs = {
+        "items": [
+            {"kind": "induction", "answer": "def f(a):\n    return a", "pairs": [["1", "1"]] * 200}
+        ]
+        * 50
+    }
+    hidden = [[str(n), str(n)] for n in range(300)]
+    response_pairs = {
+        "items": [
+            {
+                "kind": "response",
+                "task": {
+                    "type": "induction",
+                    "program": "def f(a):\n    return a",
+                    "message": "m",
+                    "shown": [],
+                    "hidden": hidden,
+                },
+                "response": answer("def f(a):\n    return a"),
+            }
+        ]
+    }
+    results: dict[str, tuple[int, str, str]] = {}
+
+    async def main() -> None:
+        async with open_reward_server(ServeConfig(port=0), verifier=verifier) as server:
+
+            async def attack() -> None:
+                async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
+                    started = trio.current_time()
+                    r = await post(c, body)
+                    results["heavy"] = error_of(r)
+                    results["heavy_seconds"] = (0, str(trio.current_time() - started), "")
+                    for name, request in (
+                        ("one_item", one_item_pairs),
+                        ("many", many_pairs),
+                        ("response", response_pairs),
+                    ):
+                        results[name] = error_of(await c.post("/v1/verify", json=request))
+                    metrics = (await c.get("/metrics")).text
+                    results["metrics"] = (0, metrics, "")
+
+            await with_good_client(server.url, attack)
+
+    run(main, timeout=120)
+    assert results["heavy"][:2] == (413, "too_much_code") and "split it" in results["heavy"][2]
+    # Counting is a scan of the decoded body; nothing was parsed (that took ~50 s before).
+    assert float(results["heavy_seconds"][1]) < 10
+    assert results["one_item"][:2] == (413, "too_many_pairs")
+    assert "item 0 has 6000 induction pairs; at most 256" in results["one_item"][2]
+    assert results["many"][:2] == (413, "too_many_pairs") and "10000" in results["many"][2]
+    assert results["response"][:2] == (413, "too_many_pairs")
+    assert 'azr_rejected_total{code="too_much_code"} 1' in results["metrics"][1]
+
+
+def test_the_verifier_runs_no_induction_item_past_its_pair_cap(verifier: Verifier) -> None:
+    before = verifier.executor.statistics()["executions"]
+    verdict = verifier.check_induction("def f(a):\n    return a", [("1", "1")] * 257)
+    assert verdict.reason is Reason.INVALID_TASK and not verdict.scored
+    assert "257 pairs" in verdict.detail
+    assert verifier.executor.statistics()["executions"] == before
+    assert verifier.check_induction("def f(a):\n    return a", [("1", "1")] * 256).correct

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("azr.executor", reason="the compiled executor is not built")
 
 from azr.executor import Executor, Job, Limits, values_equal
-from azr.tasks import Reason
-from azr.tasks.checking import abduction_plan, deduction_plan
+from azr.tasks import Reason, is_literal
+from azr.tasks.checking import CheckConfig, abduction_plan, deduction_plan
 from azr.tasks.plan import run_plans
 from azr.tasks.validation import validate_plan
 
@@ -50,12 +50,47 @@ def test_changed_outputs_fail(executor: Executor, cruxeval_rows: Rows) -> None:
     assert all(c.reason is Reason.WRONG for c in checks), [c for c in checks if c.reason != "wrong"]
 
 
+def _literal_arguments(inputs: str) -> bool:
+    call = ast.parse(f"f({inputs})", mode="eval").body
+    assert isinstance(call, ast.Call)
+    return is_literal(ast.Tuple([*call.args, *(k.value for k in call.keywords)]))
+
+
 def test_gold_inputs_pass_as_abduction_answers(executor: Executor, cruxeval_rows: Rows) -> None:
-    # Some gold inputs are expressions (a lambda, ``dict(a=1)``, a program global), which the
-    # default abduction answer form allows.
+    # By default abduction answers are literal values: every gold input written as literals
+    # passes, and the few written as expressions (a lambda, ``dict(a=1)``, a program global)
+    # are refused as such. With expressions allowed, every gold input passes.
+    literal = [_literal_arguments(r["input"]) for r in cruxeval_rows]
+    assert 0 < literal.count(False) < 20
     plans = [abduction_plan(r["code"], r["output"], r["input"]) for r in cruxeval_rows]
     checks = run_plans(plans, executor)
+    expected = [Reason.OK if ok else Reason.NOT_LITERAL for ok in literal]
+    assert [c.reason for c in checks] == expected
+    loose = CheckConfig(abduction_answers="expression")
+    plans = [
+        abduction_plan(r["code"], r["output"], r["input"], config=loose) for r in cruxeval_rows
+    ]
+    checks = run_plans(plans, executor)
     assert [c.reason for c in checks] == [Reason.OK] * len(plans)
+
+
+def test_an_answer_built_from_the_output_alone_solves_no_abduction(
+    executor: Executor, cruxeval_rows: Rows
+) -> None:
+    # One template per task, built only from the shown output: an object whose every operation
+    # (comparison, arithmetic, indexing, calls, iteration, hashing, conversions) gives back that
+    # output. Literal-only answers refuse it outright, so no task is solved without reasoning.
+    template = (
+        "type('Echo', (), {{m: (lambda self, *a, **k: {out}) for m in ("
+        "'__eq__', '__ne__', '__lt__', '__le__', '__gt__', '__ge__', '__add__', '__radd__', "
+        "'__sub__', '__mul__', '__getitem__', '__call__', '__getattr__', '__str__', "
+        "'__len__', '__hash__', '__bool__', '__int__', '__index__', '__contains__')}})()"
+    )
+    answers = [template.format(out=r["output"]) for r in cruxeval_rows]
+    pairs = zip(cruxeval_rows, answers, strict=True)
+    plans = [abduction_plan(r["code"], r["output"], a) for r, a in pairs]
+    checks = run_plans(plans, executor)
+    assert {c.reason for c in checks} == {Reason.NOT_LITERAL}
 
 
 def _shape(inputs: str) -> tuple[str, ...]:
@@ -77,7 +112,8 @@ def test_inputs_with_other_outputs_fail(executor: Executor, cruxeval_rows: Rows)
         by_shape.setdefault(_shape(row["input"]), []).append(row["input"])
     candidates = []
     for row in cruxeval_rows:
-        pool = [i for i in by_shape[_shape(row["input"])] if i != row["input"]]
+        same = by_shape[_shape(row["input"])]
+        pool = [i for i in same if i != row["input"] and _literal_arguments(i)]
         candidates += [(row, answer) for answer in pool[:2]]
     # Wrong inputs can send a program into a long loop: search with a short time limit.
     with Executor(limits=Limits(wall_timeout_s=0.25, cpu_time_s=1.0)) as quick:

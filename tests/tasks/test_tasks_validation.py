@@ -125,29 +125,59 @@ def test_config_checks() -> None:
     with pytest.raises(ValueError):
         ValidationConfig(seeds=((1, 1), (1, 1)))
     with pytest.raises(ValueError):
-        ValidationConfig(induction_min_fraction=2.0)
+        ValidationConfig(induction_min_inputs=1)
+    with pytest.raises(ValueError):
+        ValidationConfig(clock_step_s=0.0)
+    assert ValidationConfig().needed_inputs(10) == 10  # by default every requested input
+    assert ValidationConfig(induction_min_inputs=6).needed_inputs(10) == 6
+    assert ValidationConfig(induction_min_inputs=6).needed_inputs(4) == 4
 
 
 def test_induction_proposal(executor: Executor) -> None:
+    # Some inputs fail; with a minimum of 4 the 4 good ones make a task.
     program = "def f(a, b=1):\n    return a * b"
     inputs = ["2", "3, 4", "2", "'ab', 2", "[1], 0", "x", "0) or (1", "None"]
-    result = validate_induction(executor, program, inputs, " doubles ", n_requested=8)
+    loose = ValidationConfig(induction_min_inputs=4)
+    result = validate_induction(executor, program, inputs, " doubles ", n_requested=8, config=loose)
     assert result.valid and result.task is not None, result
     task = result.task
     pairs = [(p.input, p.output) for p in (*task.shown, *task.hidden)]
     assert sorted(pairs) == sorted(
         [("2", "2"), ("3, 4", "12"), ("'ab', 2", "'abab'"), ("[1], 0", "[]")]
     )
-    assert [p.input for p in task.shown] == ["2", "'ab', 2"]  # alternating split
-    assert [p.input for p in task.hidden] == ["3, 4", "[1], 0"]
+    assert [p.input for p in task.hidden] == ["2", "'ab', 2"]  # alternating, hidden first
+    assert [p.input for p in task.shown] == ["3, 4", "[1], 0"]
     assert task.message == "doubles" and task.program == program
     assert result.dropped == 4  # a duplicate, an unknown name, an injection, a TypeError
+    # By default every requested input must be usable: the same proposal is refused.
+    strict = validate_induction(executor, program, inputs, "doubles", n_requested=8)
+    assert strict.reason is Reason.TOO_FEW_INPUTS and "4 usable inputs, 8 needed" in strict.detail
+
+
+@pytest.mark.parametrize("count", [2, 3, 5, 10])
+def test_induction_keeps_at_least_half_of_the_pairs_hidden(executor: Executor, count: int) -> None:
+    program = "def f(a):\n    return a + 1"
+    inputs = [str(n) for n in range(count)]
+    result = validate_induction(executor, program, inputs, "adds one", n_requested=count)
+    assert result.valid and result.task is not None, result
+    shown, hidden = result.task.shown, result.task.hidden
+    assert len(shown) + len(hidden) == count and len(shown) >= 1
+    assert len(hidden) == count - count // 2 >= len(shown)
+    assert result.dropped == 0
+
+
+def test_induction_counts_missing_and_repeated_inputs_as_dropped(executor: Executor) -> None:
+    program = "def f(a):\n    return a + 1"
+    short = validate_induction(executor, program, ["1", "2", "3"], "adds one", n_requested=4)
+    assert short.reason is Reason.TOO_FEW_INPUTS and short.dropped == 1
+    repeated = validate_induction(executor, program, ["1", "2", "1", "3"], "x", n_requested=4)
+    assert repeated.reason is Reason.TOO_FEW_INPUTS and repeated.dropped == 1
 
 
 def test_induction_rejections(executor: Executor) -> None:
     program = "def f(a):\n    return 10 // a"
     few = validate_induction(executor, program, ["0", "1", "x", "2"], n_requested=10)
-    assert few.reason is Reason.TOO_FEW_INPUTS and "2 usable inputs, 5 needed" in few.detail
+    assert few.reason is Reason.TOO_FEW_INPUTS and "2 usable inputs, 10 needed" in few.detail
     assert validate_induction(executor, program, ["1", "2"], "  ").reason is Reason.FORMAT
     broken = validate_induction(executor, "def (", ["1", "2"])
     assert broken.reason is Reason.INVALID_TASK
@@ -168,3 +198,13 @@ def test_internal_status_is_never_a_rejection() -> None:
     assert validate(Broken(), SEED_TRIPLET.program, SEED_TRIPLET.input).reason is Reason.INTERNAL
     result = validate_induction(Broken(), SEED_TRIPLET.program, ["1", "2"])
     assert result.reason is Reason.INTERNAL and not result.reason.scored
+
+
+def test_a_function_without_parameters_takes_the_empty_input(executor: Executor) -> None:
+    result = validate(executor, "def f():\n    return 7 * 6", "")
+    assert result.valid and result.triplet == Triplet("def f():\n    return 7 * 6", "", "42")
+    defaults = validate(executor, "def f(a=2, *rest, k=3):\n    return a * k", "  ")
+    assert defaults.valid and defaults.triplet is not None and defaults.triplet.output == "6"
+    # A function that needs an argument: an empty input is still a format error.
+    needs = validate(executor, "def f(a):\n    return a", "")
+    assert needs.reason is Reason.FORMAT

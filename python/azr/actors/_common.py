@@ -41,10 +41,11 @@ _PLAIN_PREAMBLE: Final = (
 
 
 class Generator(Protocol):
-    """The part of :class:`~azr.generation.base.GenerationBackend` the generating actors use."""
+    """The part of :class:`~azr.generation.base.GenerationBackend` the generating actors use:
+    prompts go as token ids, so the backend and the learner condition on the same tokens."""
 
-    async def generate(
-        self, prompts: Sequence[str], params: SamplingParams
+    async def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams
     ) -> list[list[Completion]]: ...
 
 
@@ -160,15 +161,18 @@ async def generate_rollouts(
     prompts: Sequence[str],
     params: SamplingParams,
 ) -> tuple[list[list[Rollout]], GenerationStats]:
-    """``params.n`` rollouts per prompt (prompt-major) and what the call cost."""
+    """``params.n`` rollouts per prompt (prompt-major) and what the call cost.
+
+    Each prompt is tokenized once, here; the backend generates from those ids and the rollout
+    keeps the same ids for the learner."""
     start = time.perf_counter()
     texts = [fmt(p) for p in prompts]
-    completions = await backend.generate(texts, params)
+    encoded = [tuple(tokenizer.encode_prompt(text)) for text in texts]
+    completions = await backend.generate_ids(encoded, params)
     stop = params.stop[0] if len(params.stop) == 1 else None
     out: list[list[Rollout]] = []
     prompt_tokens = generated = 0
-    for text, samples in zip(texts, completions, strict=True):
-        ids = tuple(tokenizer.encode(text))
+    for ids, samples in zip(encoded, completions, strict=True):
         prompt_tokens += len(ids)
         row = []
         for c in samples:

@@ -36,6 +36,7 @@ from azr.runtime import ActorContext, Mailbox
 from azr.tasks.types import (
     AbductionTask,
     DeductionTask,
+    ErrorTask,
     ProposeRequest,
     SolveTask,
     TaskType,
@@ -93,6 +94,7 @@ class BufferActor:
             deduction=b.deduction.stats(),
             abduction=b.abduction.stats(),
             induction=b.induction.stats(),
+            error_prediction=b.error_prediction.stats(),
         )
 
     def handle(self, request: BufferRequest) -> BufferReply:
@@ -111,6 +113,7 @@ class BufferActor:
                     b.deduction.extend(request.deduction),
                     b.abduction.extend(request.abduction),
                     b.induction.extend(request.induction),
+                    b.error_prediction.extend(request.error_prediction),
                 )
                 return TasksAdmitted(
                     request_id=rid,
@@ -118,15 +121,16 @@ class BufferActor:
                     deduction=counts[0],
                     abduction=counts[1],
                     induction=counts[2],
+                    error_prediction=counts[3],
                 )
             case SampleSolveTasks():
-                tasks = self._sample(request.per_type, request.recent_fraction)
+                tasks = self._sample(request.per_type, request.recent_fraction, request.task_types)
                 return SolveTasksSampled(request_id=rid, state=self.state(), tasks=tasks)
             case SnapshotBuffers():
                 b = self.buffers
                 files = tuple(
                     Blob(f"{BUFFER_DIR}/{buf.task_type.value}.msgpack", buf.to_bytes())
-                    for buf in (b.deduction, b.abduction, b.induction)
+                    for buf in b.all()
                 )
                 return BuffersSnapshot(
                     request_id=rid, state=self.state(), files=files, rng=rng_state(self._rng)
@@ -151,7 +155,9 @@ class BufferActor:
                 out.append(ProposeRequest(task_type, references=references))
         return tuple(out)
 
-    def _sample(self, n: int, recent_fraction: float) -> tuple[SolveTask, ...]:
+    def _sample(
+        self, n: int, recent_fraction: float, task_types: tuple[TaskType, ...]
+    ) -> tuple[SolveTask, ...]:
         b = self.buffers
         tasks: list[SolveTask] = []
         tasks += [
@@ -163,4 +169,9 @@ class BufferActor:
             for t in b.abduction.sample_for_solver(n, recent_fraction=recent_fraction)
         ]
         tasks += b.induction.sample_for_solver(n, recent_fraction=recent_fraction)
+        if TaskType.ERROR_PREDICTION in task_types:
+            tasks += [
+                ErrorTask.from_triplet(t)
+                for t in b.error_prediction.sample_for_solver(n, recent_fraction=recent_fraction)
+            ]
         return tuple(tasks)

@@ -14,7 +14,9 @@ One training step (the paper's schedule):
    and send it to the learner, which updates, pushes weights to the backend and replies.
 
 Before the first step the buffers are seeded: proposals without learnability or training, until
-every buffer holds ``seed_buffer_size`` entries or ``seed_max_rounds`` rounds are spent.
+every buffer holds ``seed_buffer_size`` entries or ``seed_max_rounds`` rounds are spent; first
+deduction and abduction, then induction, whose proposals are drawn from the finished pool of
+programs.
 
 Overlap: generation, checking and (in async mode) the update of the previous step run in
 different actors at once; this actor only ever waits for replies. In sync mode step t's rollouts
@@ -82,6 +84,7 @@ from azr.actors.messages import (
     WorkId,
 )
 from azr.config import Config
+from azr.intrinsic import AnswerCounts, proposal_bonus
 from azr.rewards import RewardConfig, propose_reward, solve_rate
 from azr.rl.batch import Sample, TrainBatch
 from azr.rl.batch import TaskType as TaskName
@@ -89,6 +92,7 @@ from azr.runtime import ActorContext, Mailbox
 from azr.tasks.types import (
     AbductionTask,
     DeductionTask,
+    ErrorTask,
     InductionTask,
     ProposeRequest,
     Reason,
@@ -99,17 +103,29 @@ from azr.tasks.types import (
 from azr.verify import Verdict
 
 __all__ = [
+    "ALL_TASK_TYPES",
     "TASK_TYPES",
     "Coordinator",
     "ProposalRecord",
     "RunState",
     "SolveRecord",
     "StepData",
+    "active_task_types",
     "build_batch",
     "step_metrics",
 ]
 
 TASK_TYPES: Final = (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION)
+"""The paper's three task types, always played."""
+ALL_TASK_TYPES: Final = (*TASK_TYPES, TaskType.ERROR_PREDICTION)
+"""With the optional error prediction (``selfplay.error_prediction``)."""
+_TRIPLET_TYPES: Final = (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.ERROR_PREDICTION)
+
+
+def active_task_types(config: Config) -> tuple[TaskType, ...]:
+    """The task types a run plays, in a fixed order."""
+    return ALL_TASK_TYPES if config.selfplay.error_prediction else TASK_TYPES
+
 
 E = TypeVar("E", bound=CoordinatorEvent)
 T = TypeVar("T")
@@ -139,6 +155,8 @@ class ProposalRecord(msgspec.Struct, kw_only=True):
     rollout: Rollout
     verdict: ProposalVerdict
     learnability: list[Reason] | None = None
+    bonus: float = 0.0
+    """Intrinsic rewards (``rewards.intrinsic``), added when the learnability is positive."""
 
 
 class SolveRecord(msgspec.Struct, kw_only=True):
@@ -213,19 +231,22 @@ def proposal_reward(record: ProposalRecord, rewards: RewardConfig) -> float | No
     if reason is not Reason.OK:
         return propose_reward(reason, None, rewards)
     rate = solve_rate(record.learnability or ())
-    return None if rate is None else propose_reward(reason, rate, rewards)
+    if rate is None:
+        return None
+    reward = propose_reward(reason, rate, rewards)
+    return reward + record.bonus if reward > 0 else reward
 
 
 def build_batch(data: StepData, rewards: RewardConfig) -> TrainBatch:
     """The step's samples, proposer groups first, each group in index order (so the update does
     not depend on the order verdicts arrived in). Unscorable responses are left out."""
     samples: list[Sample] = []
-    for task_type in TASK_TYPES:
+    for task_type in ALL_TASK_TYPES:
         for _, record in sorted(data.proposals.get(task_type, {}).items()):
             reward = proposal_reward(record, rewards)
             if reward is not None and (s := _sample(record.rollout, reward, task_type, "propose")):
                 samples.append(s)
-    for task_type in TASK_TYPES:
+    for task_type in ALL_TASK_TYPES:
         for _, solved in sorted(data.solves.get(task_type, {}).items()):
             if solved.verdict.scored and (
                 s := _sample(solved.rollout, solved.verdict.reward, task_type, "solve")
@@ -254,8 +275,9 @@ def step_metrics(
 ) -> dict[str, float]:
     """The rollout (and update) metrics of one step, flat and namespaced."""
     m: dict[str, float] = {}
-    for t in TASK_TYPES:
+    for t in ALL_TASK_TYPES:
         name = t.value
+        played = t in TASK_TYPES or t in data.proposals or t in data.solves
         proposals = [r for _, r in sorted(data.proposals.get(t, {}).items())]
         if proposals:
             scored = [x for r in proposals if (x := proposal_reward(r, rewards)) is not None]
@@ -275,8 +297,8 @@ def step_metrics(
             _put_mean(m, f"solve/{name}/reward", [v.reward for v in scored_solves])
             _put_mean(m, f"solve/{name}/accuracy", [float(v.correct) for v in scored_solves])
             _count_reasons(m, f"solve/{name}/wrong", (r.verdict.reason for r in solves))
-        if data.buffers is not None:
-            stats = data.buffers.of(t)
+        stats = data.buffers.of(t) if data.buffers is not None and played else None
+        if stats is not None:
             m[f"buffer/{name}/size"] = float(stats.size)
             m[f"buffer/{name}/duplicates"] = float(stats.duplicates)
             m[f"buffer/{name}/evicted"] = float(stats.evicted)
@@ -315,6 +337,16 @@ def _chunks(items: Sequence[T], size: int) -> list[tuple[int, Sequence[T]]]:
     return [(i, items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def _size(state: BufferState, task_type: TaskType) -> int:
+    stats = state.of(task_type)
+    return 0 if stats is None else stats.size
+
+
+def _answer(task_type: TaskType, triplet: Triplet) -> str:
+    """What the solver of a triplet task has to produce (for answer diversity)."""
+    return triplet.input if task_type is TaskType.ABDUCTION else triplet.output
+
+
 def _solve_task(task_type: TaskType, verdict: ProposalVerdict) -> SolveTask | None:
     if task_type is TaskType.INDUCTION:
         return verdict.induction
@@ -322,6 +354,8 @@ def _solve_task(task_type: TaskType, verdict: ProposalVerdict) -> SolveTask | No
         return None
     if task_type is TaskType.DEDUCTION:
         return DeductionTask.from_triplet(verdict.triplet)
+    if task_type is TaskType.ERROR_PREDICTION:
+        return ErrorTask.from_triplet(verdict.triplet)
     return AbductionTask.from_triplet(verdict.triplet)
 
 
@@ -393,6 +427,9 @@ class Coordinator:
         self._next_request = 0
         self._last_checkpoint: str | None = None
         self._executions = 0
+        # Answers of the admitted tasks, for the diversity bonus (rebuilt from nothing on resume).
+        self._answers = {t: AnswerCounts() for t in ALL_TASK_TYPES}
+        self._types = active_task_types(config)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -547,19 +584,29 @@ class Coordinator:
         state = described.state
         data = StepData(step=0)
         rounds = 0
-        while rounds < sp.seed_max_rounds:
-            short = [t for t in TASK_TYPES if state.of(t).size < sp.seed_buffer_size]
-            if not short:
-                break
-            prepared = await self._prepare(short)
-            base = rounds * sp.batch_size
-            async with trio.open_nursery() as nursery:
-                countdown = await self._dispatch_proposals(
-                    nursery, data, prepared.requests, "seed", base, learn=False
-                )
-                await countdown.done.wait()
-            state = (await self._admit(data, since=base)).state
-            rounds += 1
+        # Induction proposals write inputs for programs drawn from the deduction and abduction
+        # buffers, so they are seeded only once those are: otherwise the first induction round
+        # could draw nothing but the identity program.
+        phases = (
+            [t for t in self._types if t is not TaskType.INDUCTION],
+            [TaskType.INDUCTION],
+        )
+        for phase in phases:
+            phase_rounds = 0
+            while phase_rounds < sp.seed_max_rounds:
+                short = [t for t in phase if _size(state, t) < sp.seed_buffer_size]
+                if not short:
+                    break
+                prepared = await self._prepare(short)
+                base = rounds * sp.batch_size
+                async with trio.open_nursery() as nursery:
+                    countdown = await self._dispatch_proposals(
+                        nursery, data, prepared.requests, "seed", base, learn=False
+                    )
+                    await countdown.done.wait()
+                state = (await self._admit(data, since=base)).state
+                rounds += 1
+                phase_rounds += 1
         self._seeded = True
         data.buffers = state
         data.rollout_seconds = time.perf_counter() - started
@@ -570,10 +617,10 @@ class Coordinator:
         metrics["seed/rounds"] = float(rounds)
         metrics["time/seed"] = data.rollout_seconds
         self._executions = data.executions
-        sizes = "/".join(str(state.of(t).size) for t in TASK_TYPES)
+        sizes = "/".join(str(stats.size) for t in self._types if (stats := state.of(t)))
         summary = (
             f"seeded buffers in {rounds} round(s), {data.rollout_seconds:.1f} s: "
-            f"deduction/abduction/induction sizes {sizes}"
+            f"{'/'.join(t.value for t in self._types)} sizes {sizes}"
         )
         await tell(self._reports, StepReport(step=0, metrics=metrics, summary=summary))
 
@@ -593,9 +640,9 @@ class Coordinator:
     async def _admit(self, data: StepData, since: int = 0) -> TasksAdmitted:
         """Admit the valid proposals of ``data`` numbered ``since`` or more, each type in index
         order; the counts of new entries accumulate in ``data.admitted``."""
-        triplets: dict[TaskType, list[Triplet]] = {t: [] for t in TASK_TYPES}
+        triplets: dict[TaskType, list[Triplet]] = {t: [] for t in ALL_TASK_TYPES}
         induction: list[InductionTask] = []
-        for t in TASK_TYPES:
+        for t in ALL_TASK_TYPES:
             for index, record in sorted(data.proposals.get(t, {}).items()):
                 if index < since:
                     continue
@@ -609,10 +656,18 @@ class Coordinator:
             deduction=tuple(triplets[TaskType.DEDUCTION]),
             abduction=tuple(triplets[TaskType.ABDUCTION]),
             induction=tuple(induction),
+            error_prediction=tuple(triplets[TaskType.ERROR_PREDICTION]),
         )
         admitted = await self._ask_buffer(request, TasksAdmitted)
-        counts = (admitted.deduction, admitted.abduction, admitted.induction)
-        for t, count in zip(TASK_TYPES, counts, strict=True):
+        for t in _TRIPLET_TYPES:
+            self._answers[t].observe(_answer(t, x) for x in triplets[t])
+        counts = (
+            admitted.deduction,
+            admitted.abduction,
+            admitted.induction,
+            admitted.error_prediction,
+        )
+        for t, count in zip(ALL_TASK_TYPES, counts, strict=True):
             data.admitted[t] = data.admitted.get(t, 0) + count
         data.buffers = admitted.state
         return admitted
@@ -620,7 +675,7 @@ class Coordinator:
     async def _rollout(self, step: int) -> StepData:
         sp = self.config.selfplay
         data = StepData(step=step)
-        prepared = await self._prepare(TASK_TYPES)
+        prepared = await self._prepare(self._types)
         async with trio.open_nursery() as nursery:
             countdown = await self._dispatch_proposals(
                 nursery, data, prepared.requests, "propose", 0, learn=True
@@ -631,6 +686,7 @@ class Coordinator:
                 request_id=self._request_id(),
                 per_type=sp.batch_size,
                 recent_fraction=sp.recent_fraction,
+                task_types=self._types,
             )
             sampled = await self._ask_buffer(sample, SolveTasksSampled)
             if self._checkpoint_due(step):
@@ -660,9 +716,9 @@ class Coordinator:
         numbered by its first proposal, so seeding rounds (each with a higher ``base``) never
         reuse a number."""
         size = self.config.generation.chunk_size
-        per_type = {t: [r for r in requests if r.type is t] for t in TASK_TYPES}
+        per_type = {t: [r for r in requests if r.type is t] for t in ALL_TASK_TYPES}
         chunks = [
-            (t, first, part) for t in TASK_TYPES for first, part in _chunks(per_type[t], size)
+            (t, first, part) for t in ALL_TASK_TYPES for first, part in _chunks(per_type[t], size)
         ]
         countdown = _Countdown(len(chunks))
         total = len(requests)
@@ -701,7 +757,9 @@ class Coordinator:
         for offset, (rollout, verdict) in enumerate(
             zip(event.work.rollouts, event.verdicts, strict=True)
         ):
-            records[first + offset] = ProposalRecord(rollout=rollout, verdict=verdict)
+            records[first + offset] = ProposalRecord(
+                rollout=rollout, verdict=verdict, bonus=self._bonus(t, verdict)
+            )
         progress[0] += len(event.verdicts)
         progress_report = StageProgress(
             step=data.step, stage=work.stage, done=progress[0], total=total
@@ -738,15 +796,27 @@ class Coordinator:
         for j, (index, _) in enumerate(chosen):
             records[index].learnability = [v.reason for v in checked.verdicts[j * n : (j + 1) * n]]
 
+    def _bonus(self, task_type: TaskType, verdict: ProposalVerdict) -> float:
+        """The intrinsic rewards of a valid deduction or abduction proposal (0 when off)."""
+        triplet = verdict.triplet
+        if not verdict.valid or triplet is None:
+            return 0.0
+        return proposal_bonus(
+            self.config.rewards.intrinsic,
+            triplet.program,
+            _answer(task_type, triplet),
+            self._answers[task_type],
+        )
+
     async def _dispatch_solves(
         self, nursery: trio.Nursery, data: StepData, tasks: Sequence[SolveTask]
     ) -> None:
         size = self.config.generation.chunk_size
-        per_type = {t: [x for x in tasks if x.task_type is t] for t in TASK_TYPES}
+        per_type = {t: [x for x in tasks if x.task_type is t] for t in ALL_TASK_TYPES}
         progress = [0]
         total = len(tasks)
         clock = data.clock("solve")
-        for t in TASK_TYPES:
+        for t in ALL_TASK_TYPES:
             for first, part in _chunks(per_type[t], size):
                 work = WorkId(step=data.step, stage="solve", task_type=t, chunk=first)
                 waiter = self._expect(("work", work))
@@ -805,8 +875,15 @@ def _system_metrics(ctx: ActorContext) -> dict[str, float]:
 
 
 def _summary(step: int, steps: int, m: dict[str, float]) -> str:
+    played = [
+        t
+        for t in ALL_TASK_TYPES
+        if t in TASK_TYPES or f"propose/{t.value}/count" in m or f"solve/{t.value}/count" in m
+    ]
+    letters = "/".join(t.value[0] for t in played)
+
     def per_type(fmt: str) -> list[str]:
-        return [fmt.format(t=t.value) for t in TASK_TYPES]
+        return [fmt.format(t=t.value) for t in played]
 
     valid = " ".join(
         f"{m.get(v, 0.0) * m.get(c, 0.0):.0f}/{m.get(c, 0.0):.0f}"
@@ -819,7 +896,7 @@ def _summary(step: int, steps: int, m: dict[str, float]) -> str:
     loss = m.get("learner/loss")
     loss_text = f"{loss:+.4f}" if loss is not None else "skipped"
     return (
-        f"step {step}/{steps} | loss {loss_text} | propose reward d/a/i {rewards_p}, valid "
+        f"step {step}/{steps} | loss {loss_text} | propose reward {letters} {rewards_p}, valid "
         f"{valid} | solve reward {rewards_s}, accuracy {accuracy} | buffers {sizes} | "
         f"{m.get('time/step', 0.0):.1f} s (rollout {m.get('time/rollout', 0.0):.1f}, update "
         f"{m.get('time/update', 0.0):.1f}) | {m.get('gen/tokens_per_s', 0.0):.0f} tok/s"

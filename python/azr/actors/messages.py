@@ -211,6 +211,7 @@ class AdmitTasks(BufferRequest, frozen=True, tag="admit"):
     deduction: tuple[Triplet, ...] = ()
     abduction: tuple[Triplet, ...] = ()
     induction: tuple[InductionTask, ...] = ()
+    error_prediction: tuple[Triplet, ...] = ()
 
 
 class SampleSolveTasks(BufferRequest, frozen=True, tag="sample"):
@@ -218,6 +219,7 @@ class SampleSolveTasks(BufferRequest, frozen=True, tag="sample"):
 
     per_type: int
     recent_fraction: float
+    task_types: tuple[TaskType, ...] = (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION)
 
 
 class SnapshotBuffers(BufferRequest, frozen=True, tag="snapshot"):
@@ -228,8 +230,9 @@ class BufferState(_Message, frozen=True):
     deduction: BufferStats
     abduction: BufferStats
     induction: BufferStats
+    error_prediction: BufferStats | None = None
 
-    def of(self, task_type: TaskType) -> BufferStats:
+    def of(self, task_type: TaskType) -> BufferStats | None:
         match task_type:
             case TaskType.DEDUCTION:
                 return self.deduction
@@ -237,6 +240,8 @@ class BufferState(_Message, frozen=True):
                 return self.abduction
             case TaskType.INDUCTION:
                 return self.induction
+            case TaskType.ERROR_PREDICTION:
+                return self.error_prediction
 
 
 class Blob(_Message, frozen=True, array_like=True):
@@ -329,6 +334,7 @@ class TasksAdmitted(BufferReply, frozen=True, tag="admitted"):
     deduction: int
     abduction: int
     induction: int
+    error_prediction: int = 0
 
 
 class SolveTasksSampled(BufferReply, frozen=True, tag="sampled"):

@@ -206,7 +206,10 @@ class InProcessWeights:
 class GenerationBackend(typing.Protocol):
     """A source of sampled completions whose weights the learner can replace.
 
-    ``generate`` returns ``[prompt][sample]`` with ``params.n`` samples per prompt, in prompt order.
+    ``generate`` returns ``[prompt][sample]`` with ``params.n`` samples per prompt, in prompt order;
+    ``generate_ids`` does the same for prompts given as token ids, which the backend conditions
+    on exactly (no tokenization of its own, no token added), so a learner that trains on those
+    ids sees the very prompt the completion was sampled from.
     ``update_weights`` returns the new ``weight_version``; after it returns, every completion that
     ``generate`` starts carries that version. ``aclose`` is idempotent; afterwards every call
     raises :class:`BackendClosed`.
@@ -216,6 +219,10 @@ class GenerationBackend(typing.Protocol):
 
     async def generate(
         self, prompts: Sequence[str], params: SamplingParams
+    ) -> list[list[Completion]]: ...
+
+    async def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams
     ) -> list[list[Completion]]: ...
 
     async def update_weights(self, source: WeightSource) -> int: ...

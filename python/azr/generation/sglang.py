@@ -8,7 +8,11 @@ recorded protocol: request/response fixtures written from SGLang's documented AP
 real HTTP server on loopback (``tests/generation/test_sglang.py``).
 
 Generation
-    Prompts go to ``POST /generate`` as a list under ``text`` with ``return_logprob: true``.
+    :meth:`SGLangBackend.generate_ids` sends prompts as token ids (``input_ids``), so the server
+    conditions on exactly the tokens the learner later trains on, whatever the tokenizer (one
+    that adds a beginning-of-sequence token included); self-play uses it. :meth:`generate`
+    sends text (``text``), which the server tokenizes itself. Either goes to ``POST /generate``
+    as a list, with ``return_logprob: true``.
     Large calls are split into requests of at most ``max_batch_sequences`` sequences that run
     concurrently, at most ``max_concurrency`` at a time. ``n > 1`` is either sent as
     ``sampling_params.n`` (SGLang then returns ``len(text) * n`` results, prompt-major: every
@@ -234,10 +238,12 @@ class _WireSamplingParams(msgspec.Struct, omit_defaults=True):
     sampling_seed: int | None = None
 
 
-class _GenerateRequest(msgspec.Struct):
-    text: list[str]
+class _GenerateRequest(msgspec.Struct, omit_defaults=True):
     sampling_params: _WireSamplingParams | list[_WireSamplingParams]
     return_logprob: bool
+    # Exactly one of the two is sent: SGLang tokenizes ``text`` itself, takes ``input_ids`` as is.
+    text: list[str] | None = None
+    input_ids: list[list[int]] | None = None
 
 
 class _FinishReason(msgspec.Struct):
@@ -515,11 +521,30 @@ class SGLangBackend:
     async def generate(
         self, prompts: Sequence[str], params: SamplingParams
     ) -> list[list[Completion]]:
-        """``params.n`` completions per prompt, in prompt order; see the module docstring."""
+        """``params.n`` completions per text prompt, in prompt order; the server tokenizes."""
         self._check_open()
         if isinstance(prompts, str):
             raise InvalidRequest("prompts must be a sequence of strings, not one string")
-        prompts = list(prompts)
+        if not all(isinstance(p, str) for p in prompts):
+            raise InvalidRequest("prompts must be strings; send token ids with generate_ids")
+        return await self._generate(list(prompts), params)
+
+    async def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        """``params.n`` completions per prompt given as token ids (sent as ``input_ids``)."""
+        self._check_open()
+        ids = [list(p) for p in prompt_ids]
+        for n, p in enumerate(ids):
+            if not p:
+                raise InvalidRequest(f"prompt {n} has no tokens")
+            if not all(type(t) is int and t >= 0 for t in p):
+                raise InvalidRequest(f"prompt {n}: token ids must be non-negative integers")
+        return await self._generate(ids, params)
+
+    async def _generate(
+        self, prompts: list[str] | list[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
         if not prompts:
             return []
         chunks = self._plan(prompts, params)
@@ -560,38 +585,33 @@ class SGLangBackend:
             raise SGLangProtocolError(f"no results for prompts {missing}", url=self._url)
         return typing.cast(list[list[Completion]], results)
 
-    def _plan(self, prompts: list[str], params: SamplingParams) -> list[_Chunk]:
+    def _plan(self, prompts: list[str] | list[list[int]], params: SamplingParams) -> list[_Chunk]:
         n = params.n
         per_chunk = max(1, self._config.max_batch_sequences // n)
         expand = params.seed is not None or (n > 1 and self._config.parallel_sampling == "client")
         chunks: list[_Chunk] = []
         for start in range(0, len(prompts), per_chunk):
-            texts = prompts[start : start + per_chunk]
-            request: _GenerateRequest
+            texts: list[typing.Any] = list(prompts[start : start + per_chunk])
+            sampling: _WireSamplingParams | list[_WireSamplingParams]
             if not expand:
-                request = _GenerateRequest(
-                    text=texts,
-                    sampling_params=_wire_params(params, n=n, sampling_seed=None),
-                    return_logprob=True,
-                )
+                sampling = _wire_params(params, n=n, sampling_seed=None)
+                batch = texts
             else:
                 # Prompt-major repetition, the same order SGLang uses for its own n > 1.
-                repeated = [text for text in texts for _ in range(n)]
+                batch = [text for text in texts for _ in range(n)]
                 if params.seed is None:
-                    shared = _wire_params(params, n=1, sampling_seed=None)
-                    request = _GenerateRequest(
-                        text=repeated, sampling_params=shared, return_logprob=True
-                    )
+                    sampling = _wire_params(params, n=1, sampling_seed=None)
                 else:
                     seed = params.seed
-                    per_sample = [
+                    sampling = [
                         _wire_params(params, n=1, sampling_seed=_derive_seed(seed, index, sample))
                         for index in range(start, start + len(texts))
                         for sample in range(n)
                     ]
-                    request = _GenerateRequest(
-                        text=repeated, sampling_params=per_sample, return_logprob=True
-                    )
+            if texts and isinstance(texts[0], str):
+                request = _GenerateRequest(sampling, True, text=batch)
+            else:
+                request = _GenerateRequest(sampling, True, input_ids=batch)
             chunks.append(
                 _Chunk(start=start, num_prompts=len(texts), body=_encoder.encode(request))
             )

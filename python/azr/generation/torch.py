@@ -137,7 +137,13 @@ class TorchBackend:
         self, prompts: Sequence[str], params: SamplingParams
     ) -> list[list[Completion]]:
         self._check_open()
-        prompt_ids = self._encode_prompts(prompts)
+        return await self.generate_ids(self._encode_prompts(prompts), params)
+
+    async def generate_ids(
+        self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        self._check_open()
+        prompt_ids = self._check_ids(prompt_ids)
         async with self._lock:
             self._check_open()
 
@@ -222,6 +228,18 @@ class TorchBackend:
                 raise InvalidRequest("empty prompt: a causal LM needs at least one token")
             encoded.append(ids)
         return encoded
+
+    def _check_ids(self, prompt_ids: Sequence[Sequence[int]]) -> list[list[int]]:
+        vocab = self._model.get_input_embeddings().num_embeddings
+        out = []
+        for n, ids in enumerate(prompt_ids):
+            row = list(ids)
+            if not row:
+                raise InvalidRequest(f"prompt {n} has no tokens: a causal LM needs at least one")
+            if not all(type(t) is int and 0 <= t < vocab for t in row):
+                raise InvalidRequest(f"prompt {n}: token ids must be integers in [0, {vocab})")
+            out.append(row)
+        return out
 
     def _generate_ids(
         self,

@@ -143,6 +143,25 @@ class Tokenizer:
                 raise ValueError(f"text is not valid Unicode (lone surrogate at {u.start})") from e
             raise
 
+    @functools.cached_property
+    def adds_bos(self) -> bool:
+        """Whether the tokenizer, left to itself, starts every text with its BOS token (as
+        Llama's do): then a prompt must start with it too, as in pre-training."""
+        if self.bos_token_id is None:
+            return False
+        ids = list(self.hf.encode("a", add_special_tokens=True))
+        return bool(ids) and ids[0] == self.bos_token_id
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """The token ids of a prompt: :meth:`encode`, with the BOS token in front where the
+        tokenizer adds one and the text does not already spell it (a chat template may). These
+        ids are what the generator conditions on and what the learner trains on."""
+        ids = self.encode(text)
+        if self.adds_bos and (not ids or ids[0] != self.bos_token_id):
+            assert self.bos_token_id is not None
+            ids.insert(0, self.bos_token_id)
+        return ids
+
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
         return str(
             self.hf.decode(

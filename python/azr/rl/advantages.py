@@ -33,7 +33,7 @@ def trr_advantages(
     lengths: torch.Tensor | None = None,
     *,
     weighting: AdvantageWeighting = "token",
-    num_groups: int = 6,
+    num_groups: int = 8,
     eps: float = 1e-6,
 ) -> torch.Tensor:
     """Per-sample advantages ``(N,)`` from rewards ``(N,)`` and group ids ``(N,)`` in

@@ -18,10 +18,11 @@ __all__ = [
     "group_index",
 ]
 
-TaskType = Literal["deduction", "abduction", "induction"]
+TaskType = Literal["deduction", "abduction", "induction", "error_prediction"]
 Role = Literal["propose", "solve"]
 
-TASK_TYPES: tuple[TaskType, ...] = ("deduction", "abduction", "induction")
+# Error prediction is optional; its two groups are simply empty in runs without it.
+TASK_TYPES: tuple[TaskType, ...] = ("deduction", "abduction", "induction", "error_prediction")
 ROLES: tuple[Role, ...] = ("propose", "solve")
 NUM_GROUPS = len(TASK_TYPES) * len(ROLES)
 # Index i of GROUP_NAMES is group_index(task, role) == i.
@@ -29,7 +30,7 @@ GROUP_NAMES: tuple[str, ...] = tuple(f"{t}.{r}" for t in TASK_TYPES for r in ROL
 
 
 def group_index(task: TaskType, role: Role) -> int:
-    """The advantage-normalisation group (0-5) of a task type and role."""
+    """The advantage-normalisation group (0-7) of a task type and role."""
     return TASK_TYPES.index(task) * len(ROLES) + ROLES.index(role)
 
 

@@ -23,7 +23,8 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       PPO-style clipped ratio with ``clip_low``/``clip_high``: 0.2 below as in PPO and 0.28 above
       ("clip-higher"), which keeps exploration alive. Token-mean over the step's batch.
       ``kl_coef`` > 0 adds ``kl_estimator`` of KL(policy || initial policy); the paper runs
-      without it. ``entropy_coef`` > 0 adds an entropy bonus; off in the paper.
+      without it. ``entropy_coef`` > 0 adds an entropy bonus (off by default; the paper preset
+      uses 0.001).
       Advantages: TRR++ with ``advantage_weighting`` ("token" as the reference implementation,
       or "sequence") and ``advantage_eps`` in the denominator.
 

@@ -18,6 +18,7 @@ import trio
 
 from azr.adapters import openrlhf
 from azr.errors import ExecutorClosed
+from azr.serve._budget import request_cost
 from azr.serve._codec import Format, TypedDecoder, encode, request_format, response_format
 from azr.serve._http import HttpError, HttpServer, Request, Response
 from azr.serve.config import ServeConfig
@@ -218,6 +219,7 @@ class RewardApp:
         fmt_out = response_format(request.headers, fmt_in)
         body = _VERIFY_REQUEST.decode(request.body, fmt_in)
         self._check_count(len(body.items))
+        self._check_cost(body.items)
         async with self._slot():
             verdicts = await self._verdicts(body.items)
         self.metrics.observe_verdicts("verify", (v.reason for v in verdicts))
@@ -232,8 +234,10 @@ class RewardApp:
             batch = openrlhf.prepare(body.query, body.prompts, body.labels)
         except ValueError as exc:
             raise HttpError(422, "invalid_request", str(exc)) from None
+        items = _response_items(batch.tasks, batch.responses)
+        self._check_cost(items)
         async with self._slot():
-            checked = await self._chunked(_response_items(batch.tasks, batch.responses), _response)
+            checked = await self._chunked(items, _response)
         verdicts = batch.merge(checked)
         self.metrics.observe_verdicts("openrlhf", (v.reason for v in verdicts))
         reply = OpenRLHFReply(**openrlhf.reply(verdicts))
@@ -247,6 +251,33 @@ class RewardApp:
             raise HttpError(
                 413, "too_many_items", f"{n} items in one request; at most {self.config.max_items}"
             )
+
+    def _check_cost(self, items: Sequence[Item]) -> None:
+        """Refuse, before any work, a request whose parsing or pairs would exceed the limits."""
+        cost = request_cost(items, self.verifier.checks.parse)
+        cap = self.verifier.checks.max_induction_pairs
+        problem: tuple[str, str] | None = None
+        if cost.max_item_pairs > cap:
+            problem = (
+                "too_many_pairs",
+                f"item {cost.max_pairs_at} has {cost.max_item_pairs} induction pairs; at most "
+                f"{cap} per item",
+            )
+        elif cost.pairs > self.config.max_pairs:
+            problem = (
+                "too_many_pairs",
+                f"{cost.pairs} induction pairs in one request; at most {self.config.max_pairs}: "
+                "split it",
+            )
+        elif cost.chars > self.config.max_parse_chars:
+            problem = (
+                "too_much_code",
+                f"the answers hold {cost.chars} characters to parse; at most "
+                f"{self.config.max_parse_chars} per request: split it",
+            )
+        if problem is not None:
+            self.metrics.rejected[problem[0]] += 1
+            raise HttpError(413, *problem)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:

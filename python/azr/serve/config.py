@@ -38,6 +38,12 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Largest request line plus headers; larger ones get 431."""
     max_items: int = 8192
     """Most items (or OpenRLHF queries) in one request; more get 413."""
+    max_parse_chars: int = 2 * _MIB
+    """Most characters of answers the host parses for one request (dense code costs about 2 s
+    of host CPU per MiB); more get 413 ``too_much_code`` before any work."""
+    max_pairs: int = 8192
+    """Most induction pairs (each one sandboxed execution) in one request; more get 413
+    ``too_many_pairs``. One item's pairs are also capped by ``checks.max_induction_pairs``."""
     max_connections: int = 512
     """Open connections; further clients wait in the listen backlog."""
     max_inflight: int = 32
@@ -68,6 +74,8 @@ class ServeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "max_body_bytes",
             "max_header_bytes",
             "max_items",
+            "max_parse_chars",
+            "max_pairs",
             "max_connections",
             "max_inflight",
             "chunk_items",

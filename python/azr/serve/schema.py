@@ -113,9 +113,9 @@ class ErrorDetail(msgspec.Struct, frozen=True):
     status: int
     code: str
     """Stable, machine-readable: ``bad_request``, ``invalid_request``, ``body_too_large``,
-    ``too_many_items``, ``unsupported_media_type``, ``not_acceptable``, ``not_found``,
-    ``method_not_allowed``, ``overloaded``, ``shutting_down``, ``request_timeout``,
-    ``headers_too_large``, ``internal``."""
+    ``too_many_items``, ``too_many_pairs``, ``too_much_code``, ``unsupported_media_type``,
+    ``not_acceptable``, ``not_found``, ``method_not_allowed``, ``overloaded``,
+    ``shutting_down``, ``request_timeout``, ``headers_too_large``, ``internal``."""
     message: str
 
 

@@ -33,6 +33,7 @@ from azr.tasks.types import SEED_INDUCTION_TASK as SEED_INDUCTION_TASK
 from azr.tasks.types import SEED_TRIPLET as SEED_TRIPLET
 from azr.tasks.types import AbductionTask as AbductionTask
 from azr.tasks.types import DeductionTask as DeductionTask
+from azr.tasks.types import ErrorTask as ErrorTask
 from azr.tasks.types import InductionTask as InductionTask
 from azr.tasks.types import IOPair as IOPair
 from azr.tasks.types import Outcome as Outcome
@@ -49,6 +50,7 @@ __all__ = [
     "AbductionTask",
     "AnswerForm",
     "DeductionTask",
+    "ErrorTask",
     "FencedBlock",
     "IOPair",
     "InductionProposal",

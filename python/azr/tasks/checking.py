@@ -11,11 +11,16 @@
 Comparison is structural (in the executor, never with a Python ``__eq__``), so an object whose
 ``__eq__`` always returns True never matches anything.
 
-Answer forms (:class:`CheckConfig`): deduction answers must by default be literal values, as
-``repr`` writes them. Allowing expressions would let a solver transcribe the program into a
-lambda and have the sandbox compute the answer for it. Abduction answers may by default be any
-expression the safety policy allows (a lambda argument, ``dict(a=1)``), because any input that
-produces the output is a correct answer; the policy keeps answers from tampering with builtins.
+Answer forms (:class:`CheckConfig`): deduction and abduction answers must by default be
+literal values, as ``repr`` writes them. Allowing expressions in deduction answers would let a
+solver transcribe the program into a lambda and have the sandbox compute the answer for it; in
+abduction answers, an object built from the given output whose every operation yields that
+output would pass many programs without any reasoning about them. ``abduction_answers =
+"expression"`` restores any expression the safety policy allows (a lambda argument,
+``dict(a=1)``), for tasks whose inputs cannot be written as literals.
+
+A function that takes no arguments has one input, the empty argument list: an empty abduction
+answer (and an empty proposed input) is then well-formed, and correct when the output matches.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from azr.tasks.ast_checks import (
     canonical_value,
     utf8_size,
 )
-from azr.tasks.normalize import ProgramPolicy, normalize_program
+from azr.tasks.error_prediction import error_plan
+from azr.tasks.normalize import ProgramPolicy, callable_without_arguments, normalize_program
 from azr.tasks.parsing import ParseConfig, parse_solution
 from azr.tasks.plan import Plan, reason_for_status
 from azr.tasks.types import (
     AbductionTask,
     DeductionTask,
+    ErrorTask,
     InductionTask,
     IOPair,
     Reason,
@@ -60,11 +67,14 @@ class CheckConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     ``max_answer_bytes`` bounds a deduction or abduction answer; induction answers are bounded by
     ``program.max_bytes``. ``program`` is also the safety policy expressions are checked against.
+    ``max_induction_pairs`` bounds the pairs one induction answer is run on (each pair is one
+    sandboxed execution); a task with more is ``invalid_task``, never run.
     """
 
     deduction_answers: AnswerForm = "literal"
-    abduction_answers: AnswerForm = "expression"
+    abduction_answers: AnswerForm = "literal"
     max_answer_bytes: int = 65_536
+    max_induction_pairs: int = 256
     program: ProgramPolicy = ProgramPolicy()
     parse: ParseConfig = ParseConfig()
 
@@ -146,12 +156,16 @@ def abduction_plan(
     program: str, output: str, answer: str, *, config: CheckConfig = DEFAULT_CHECKS
 ) -> Plan[Check]:
     """Plan the check of a predicted argument list ``answer`` for ``program`` and ``output``."""
-    arguments = canonical_arguments(
-        answer,
-        form=config.abduction_answers,
-        max_bytes=config.max_answer_bytes,
-        safety=config.program.safety,
-    )
+    arguments: str | Rejected
+    if not answer.strip() and callable_without_arguments(program, config.program.max_bytes):
+        arguments = ""
+    else:
+        arguments = canonical_arguments(
+            answer,
+            form=config.abduction_answers,
+            max_bytes=config.max_answer_bytes,
+            safety=config.program.safety,
+        )
     if isinstance(arguments, Rejected):
         return _from_rejected(arguments, "answer")
     bad = _bad_gold(program, output)
@@ -171,6 +185,11 @@ def induction_plan(
     """
     if not pairs:
         return Check(Reason.INVALID_TASK, "no pairs to check against")
+    if len(pairs) > config.max_induction_pairs:
+        return Check(
+            Reason.INVALID_TASK,
+            f"{len(pairs)} pairs to check against; at most {config.max_induction_pairs}",
+        )
     norm = normalize_program(answer, config.program)
     if isinstance(norm, Rejected):
         return _from_rejected(norm, "program")
@@ -193,6 +212,11 @@ def response_plan(
 ) -> Plan[Check]:
     """Plan the scoring of a full solver response to ``task``: parse it, then check the answer."""
     answer = parse_solution(response, task.task_type, config.parse)
+    if isinstance(answer, Rejected) and isinstance(task, AbductionTask):
+        # Only a blank answer is looked at again (the program is parsed only then).
+        blank = parse_solution(response, task.task_type, config.parse, allow_empty=True)
+        if blank == "" and callable_without_arguments(task.program, config.program.max_bytes):
+            answer = blank
     if isinstance(answer, Rejected):
         return _from_rejected(answer, "response")
     match task:
@@ -204,4 +228,7 @@ def response_plan(
             plan = abduction_plan(task.program, task.output, answer, config=config)
         case InductionTask():
             plan = induction_plan(answer, task.hidden, config=config)
+        case ErrorTask():
+            reason, detail = yield from error_plan(task.program, task.input, task.error, answer)
+            return Check(reason, detail)
     return (yield from plan)

@@ -36,7 +36,7 @@ import msgspec
 from azr.tasks.ast_checks import BUILTIN_NAMES, Rejected, SafetyPolicy, check_safety, parse
 from azr.tasks.types import Reason
 
-__all__ = ["NormalizedProgram", "ProgramPolicy", "normalize_program"]
+__all__ = ["NormalizedProgram", "ProgramPolicy", "callable_without_arguments", "normalize_program"]
 
 ENTRY: Final = "f"
 
@@ -134,6 +134,28 @@ def normalize_program(
         return Rejected(Reason.TOO_LARGE, f"program too deeply nested ({type(exc).__name__})")
     text = "\n".join(import_lines) + "\n\n" + rest if import_lines else rest
     return NormalizedProgram(source=text, imports=import_lines, entry_name=entry_name)
+
+
+def callable_without_arguments(source: str, max_bytes: int = DEFAULT_POLICY.max_bytes) -> bool:
+    """Whether the entry function ``f`` of ``source`` (a normalised program) can be called with
+    an empty argument list: every parameter it declares has a default, or is ``*args`` or
+    ``**kwargs``. Then an empty input is a well-formed input for it. False when ``source`` does
+    not parse or defines no top-level ``f``."""
+    tree = parse(source, "exec", max_bytes=max_bytes, what="program")
+    if isinstance(tree, Rejected):
+        return False
+    assert isinstance(tree, ast.Module)
+    entries = [
+        s for s in tree.body if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)
+        and s.name == ENTRY
+    ]  # fmt: skip
+    if not entries:
+        return False
+    args = entries[-1].args
+    positional = [*args.posonlyargs, *args.args]
+    required_positional = len(positional) - len(args.defaults)
+    required_keyword = sum(d is None for d in args.kw_defaults)
+    return required_positional == 0 and required_keyword == 0
 
 
 def _is_main_guard(stmt: ast.If) -> bool:

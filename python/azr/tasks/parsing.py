@@ -90,12 +90,15 @@ def _fail(detail: str, reason: Reason = Reason.FORMAT) -> Rejected:
     return Rejected(reason, detail)
 
 
-def extract_answer(text: str, config: ParseConfig = DEFAULT_PARSE) -> str | Rejected:
+def extract_answer(
+    text: str, config: ParseConfig = DEFAULT_PARSE, *, allow_empty: bool = False
+) -> str | Rejected:
     """The content of the single ``<answer>`` block of a response.
 
     The answer must come after the first ``</think>`` when ``config.require_think`` is set (and
     after it in any case when one is present). Exactly one complete ``<answer>...</answer>`` must
-    follow; text after it is ignored (end-of-turn markers and the like).
+    follow; text after it is ignored (end-of-turn markers and the like). An empty (or blank)
+    answer is a format error unless ``allow_empty``.
     """
     if not isinstance(text, str):
         return _fail("response is not a string")
@@ -124,7 +127,7 @@ def extract_answer(text: str, config: ParseConfig = DEFAULT_PARSE) -> str | Reje
         return _fail("nested <answer> tags")
     if text.find(ANSWER_OPEN, close_at) >= 0:
         return _fail("more than one <answer> block")
-    if not inner.strip():
+    if not inner.strip() and not allow_empty:
         return _fail("empty answer")
     return inner
 
@@ -156,7 +159,7 @@ def fenced_blocks(text: str) -> list[FencedBlock]:
     return blocks
 
 
-def _unfence(answer: str) -> str | Rejected:
+def _unfence(answer: str, allow_empty: bool = False) -> str | Rejected:
     """An answer's content with one enclosing fenced block (if any) removed, stripped."""
     stripped = answer.strip()
     if stripped.startswith(FENCE):
@@ -166,25 +169,31 @@ def _unfence(answer: str) -> str | Rejected:
         stripped = blocks[0].content.strip()
     elif len(stripped) >= 2 and stripped[0] == stripped[-1] == "`" and "`" not in stripped[1:-1]:
         stripped = stripped[1:-1].strip()
-    if not stripped:
+    if not stripped and not allow_empty:
         return _fail("empty answer")
     return stripped
 
 
 def parse_solution(
-    text: str, task_type: TaskType, config: ParseConfig = DEFAULT_PARSE
+    text: str,
+    task_type: TaskType,
+    config: ParseConfig = DEFAULT_PARSE,
+    *,
+    allow_empty: bool = False,
 ) -> str | Rejected:
     """The solver's answer text: an output (deduction), an argument list (abduction) or a
     program (induction). Only the shape is checked here; the content is checked by the verifier.
 
     For induction the program may be bare or in a fenced block; with several fenced blocks
-    exactly one must be tagged as Python.
+    exactly one must be tagged as Python. ``allow_empty`` accepts an empty deduction or
+    abduction answer (the empty argument list of a function that takes no arguments).
     """
-    answer = extract_answer(text, config)
+    empty_ok = allow_empty and task_type is not TaskType.INDUCTION
+    answer = extract_answer(text, config, allow_empty=empty_ok)
     if isinstance(answer, Rejected):
         return answer
     if task_type is not TaskType.INDUCTION:
-        return _unfence(answer)
+        return _unfence(answer, empty_ok)
     blocks = fenced_blocks(answer)
     if not blocks:
         program = textwrap.dedent(answer).strip()
@@ -209,8 +218,9 @@ def parse_proposal(
     """Split a proposer's response into its parts (unvalidated).
 
     Deduction and abduction: exactly one ```` ```python ```` block and one ```` ```input ````
-    block. Induction: at least one ```` ```input ```` block (the first ``n_inputs`` are kept)
-    and exactly one ```` ```message ```` block. Blocks with other tags are ignored.
+    block (which may be empty for a function without parameters). Induction: at least one
+    ```` ```input ```` block (the first ``n_inputs`` are kept) and exactly one ```` ```message ````
+    block. Blocks with other tags are ignored.
     """
     answer = extract_answer(text, config)
     if isinstance(answer, Rejected):
@@ -234,8 +244,8 @@ def parse_proposal(
         return _fail(f"expected one ```input block, found {len(inputs)}")
     if not programs[0].strip():
         return _fail("empty program")
-    if not inputs[0]:
-        return _fail("empty input")
+    # An empty input block is the argument list of a function that takes none; validation
+    # decides whether the program is one (and calls an empty input a format error otherwise).
     return Proposal(textwrap.dedent(programs[0]).strip("\n"), inputs[0])
 
 

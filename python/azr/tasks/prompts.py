@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from azr.tasks.error_prediction import propose_error_prompt, solve_error_prompt
 from azr.tasks.parsing import format_blocks
 from azr.tasks.types import (
     AbductionTask,
     DeductionTask,
+    ErrorTask,
     InductionTask,
     ProposeRequest,
     Role,
@@ -141,6 +143,8 @@ def propose_prompt(request: ProposeRequest) -> str:
             if request.program is None:
                 raise ValueError("an induction proposal request needs a program")
             return propose_induction_prompt(request.program, request.n_inputs)
+        case TaskType.ERROR_PREDICTION:
+            return propose_error_prompt(request.references, _PROGRAM_RULES, _propose_answer_shape())
 
 
 def solve_deduction_prompt(program: str, input: str) -> str:
@@ -164,8 +168,9 @@ Find an input for which this Python function returns the output below.
 {blocks}
 
 Any input that produces exactly this output is correct. {_FORMAT} Write the input as the
-argument list of one call, as it appears between the parentheses of `f(...)` (for example
-`[3, 1], 'x'`), with nothing else in the answer."""
+argument list of one call, as it appears between the parentheses of `f(...)`, using literal
+values only (for example `[3, 1], 'x'`; leave the answer empty if `f` takes no arguments), with
+nothing else in the answer."""
 
 
 def solve_induction_prompt(message: str, pairs: Sequence[tuple[str, str]]) -> str:
@@ -197,6 +202,8 @@ def solve_prompt(task: SolveTask) -> str:
             return solve_abduction_prompt(task.program, task.output)
         case InductionTask():
             return solve_induction_prompt(task.message, [(p.input, p.output) for p in task.shown])
+        case ErrorTask():
+            return solve_error_prompt(task.program, task.input, _FORMAT)
 
 
 def build_prompt(role: Role, task: ProposeRequest | SolveTask) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "SEED_TRIPLET",
     "AbductionTask",
     "DeductionTask",
+    "ErrorTask",
     "IOPair",
     "InductionTask",
     "Outcome",
@@ -42,6 +43,9 @@ class TaskType(enum.StrEnum):
     """Find an input on which a program returns a given output."""
     INDUCTION = "induction"
     """Write a program that maps the given inputs to the given outputs."""
+    ERROR_PREDICTION = "error_prediction"
+    """Name the exception a program raises on an input (optional, see
+    :mod:`azr.tasks.error_prediction`)."""
 
 
 class Role(enum.StrEnum):
@@ -105,6 +109,8 @@ class Reason(enum.StrEnum):
     UNREPRESENTABLE = "unrepresentable"
     """A proposal whose output is not plain data, or whose ``repr`` does not evaluate back to an
     equal value."""
+    NO_ERROR = "no_error"
+    """An error-prediction proposal whose program returns instead of raising."""
     TOO_FEW_INPUTS = "too_few_inputs"
     """An induction proposal with fewer usable distinct inputs than required."""
     INVALID_TASK = "invalid_task"
@@ -202,7 +208,24 @@ class InductionTask(msgspec.Struct, frozen=True, tag="induction", tag_field="typ
         return TaskType.INDUCTION
 
 
-SolveTask = DeductionTask | AbductionTask | InductionTask
+class ErrorTask(msgspec.Struct, frozen=True, tag="error_prediction", tag_field="type"):
+    """Solve: given ``program`` and ``input``, name the exception type ``error`` it raises
+    (see :mod:`azr.tasks.error_prediction`)."""
+
+    program: str
+    input: str
+    error: str
+
+    @property
+    def task_type(self) -> TaskType:
+        return TaskType.ERROR_PREDICTION
+
+    @classmethod
+    def from_triplet(cls, triplet: Triplet) -> ErrorTask:
+        return cls(triplet.program, triplet.input, triplet.output)
+
+
+SolveTask = DeductionTask | AbductionTask | InductionTask | ErrorTask
 """A task for the solver; a tagged union (field ``type``) so a list of them round-trips."""
 
 

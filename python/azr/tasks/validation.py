@@ -8,7 +8,8 @@ Checks, in order, each failure with its own :class:`~azr.tasks.types.Reason`:
 3. integrity: the program runs without error on the input (status other than ``OK`` maps to
    ``error``, ``timeout``, ``limit``, ``violation``, ``crashed``);
 4. determinism: it is run once per entry of ``ValidationConfig.seeds`` (at least two, each with a
-   different hash seed and random seed) and every result must equal the first. Results are
+   different hash seed and random seed, and each seeing the wall clock shifted by a different
+   amount, see :mod:`azr.tasks.clock`) and every result must equal the first. Results are
    compared structurally with :func:`~azr.executor.values_equal`, not by ``repr`` text, because
    the order a set prints in depends on the hash seed;
 5. the output is plain data whose ``repr`` fits ``max_output_bytes`` and evaluates back, in the
@@ -19,7 +20,6 @@ Every execution happens in the sandbox; the host only parses.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -27,7 +27,13 @@ import msgspec
 
 from azr.executor import Execution, Job, Status, values_equal
 from azr.tasks.ast_checks import AnswerForm, Rejected, canonical_arguments, utf8_size
-from azr.tasks.normalize import NormalizedProgram, ProgramPolicy, normalize_program
+from azr.tasks.clock import DEFAULT_CLOCK_STEP_S, clocked_job
+from azr.tasks.normalize import (
+    NormalizedProgram,
+    ProgramPolicy,
+    callable_without_arguments,
+    normalize_program,
+)
 from azr.tasks.plan import Plan, reason_for_status
 from azr.tasks.types import InductionTask, IOPair, Reason, Triplet
 
@@ -35,6 +41,7 @@ __all__ = [
     "InductionValidation",
     "Validation",
     "ValidationConfig",
+    "determinism_jobs",
     "validate_induction_plan",
     "validate_plan",
 ]
@@ -44,9 +51,16 @@ class ValidationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Limits and policies for proposals.
 
     ``seeds`` lists one ``(hash_seed, random_seed)`` per run of the determinism check; at least
-    two distinct entries are needed. ``inputs`` says whether proposed inputs must be literals or
-    may be any expression the safety policy allows. An induction proposal needs at least
-    ``max(2, ceil(induction_min_fraction * n_requested))`` usable distinct inputs.
+    two distinct entries are needed. Run ``i`` also sees the wall clock shifted forward by
+    ``i * clock_step_s`` seconds (see :mod:`azr.tasks.clock`), so a program that reads the date
+    or the time is caught as nondeterministic. ``inputs`` says whether proposed inputs must be
+    literals or may be any expression the safety policy allows.
+
+    Induction: a proposal asked for ``N`` inputs needs ``induction_min_inputs`` usable distinct
+    ones (None, the default: all ``N``; never fewer than 2). The surviving pairs, in the order
+    proposed, alternate hidden, shown, hidden, shown...: the hidden half gets the extra pair of
+    an odd count, so at least half of them are hidden, and both halves span the range of inputs
+    the proposer chose.
     """
 
     program: ProgramPolicy = ProgramPolicy()
@@ -55,13 +69,21 @@ class ValidationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_output_bytes: int = 4_096
     max_message_bytes: int = 4_096
     seeds: tuple[tuple[int, int], ...] = ((0, 0), (918_273_645, 192_837_465))
-    induction_min_fraction: float = 0.5
+    clock_step_s: float = DEFAULT_CLOCK_STEP_S
+    induction_min_inputs: int | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.seeds)) < 2:
             raise ValueError("the determinism check needs at least two distinct seed pairs")
-        if not 0.0 <= self.induction_min_fraction <= 1.0:
-            raise ValueError("induction_min_fraction must lie in [0, 1]")
+        if not self.clock_step_s >= 1.0:
+            raise ValueError("clock_step_s must be at least one second, so the runs' clocks differ")
+        if self.induction_min_inputs is not None and self.induction_min_inputs < 2:
+            raise ValueError("induction_min_inputs must be at least 2 (one shown, one hidden)")
+
+    def needed_inputs(self, requested: int) -> int:
+        """How many usable distinct inputs an induction proposal asked for ``requested`` needs."""
+        wanted = requested if self.induction_min_inputs is None else self.induction_min_inputs
+        return max(2, min(wanted, requested))
 
 
 DEFAULT_VALIDATION: Final = ValidationConfig()
@@ -86,9 +108,10 @@ class Validation(msgspec.Struct, frozen=True):
 class InductionValidation(msgspec.Struct, frozen=True):
     """The verdict on one induction proposal (inputs and a message for a given program).
 
-    Inputs that are malformed or on which the program fails are dropped and counted in
-    ``dropped``; the proposal is valid when enough remain. ``task`` alternates the surviving
-    pairs between shown and hidden so that both halves span the proposer's range of inputs.
+    Inputs that are malformed, repeated, or on which the program fails are dropped and counted
+    in ``dropped``; the proposal is valid when enough remain (by default none may be dropped).
+    ``task`` alternates the surviving pairs between hidden and shown, hidden first, so that at
+    least half are hidden and both halves span the proposer's range of inputs.
     """
 
     reason: Reason
@@ -109,8 +132,12 @@ class _Run(msgspec.Struct, frozen=True):
     output: str | None = None
 
 
-def _determinism_jobs(program: str, inputs: str, config: ValidationConfig) -> list[Job]:
-    return [Job(program, inputs, hash_seed=h, random_seed=r) for h, r in config.seeds]
+def determinism_jobs(program: str, inputs: str, config: ValidationConfig) -> list[Job]:
+    """One job per run of the determinism check: its own seeds and its own clock."""
+    return [
+        clocked_job(program, inputs, hash_seed=h, random_seed=r, offset_s=i * config.clock_step_s)
+        for i, (h, r) in enumerate(config.seeds)
+    ]
 
 
 def _first_verdict(runs: Sequence[Execution], config: ValidationConfig) -> _Run | Execution:
@@ -139,7 +166,7 @@ def _first_verdict(runs: Sequence[Execution], config: ValidationConfig) -> _Run 
 
 
 def _run_plan(program: str, inputs: str, config: ValidationConfig) -> Plan[_Run]:
-    runs = yield _determinism_jobs(program, inputs, config)
+    runs = yield determinism_jobs(program, inputs, config)
     first = _first_verdict(runs, config)
     if isinstance(first, _Run):
         return first
@@ -163,12 +190,16 @@ def validate_plan(
     norm = _normalized(program, config)
     if isinstance(norm, Rejected):
         return Validation(norm.reason, norm.detail)
-    canonical = canonical_arguments(
-        inputs,
-        form=config.inputs,
-        max_bytes=config.max_input_bytes,
-        safety=config.program.safety,
-    )
+    canonical: str | Rejected
+    if not inputs.strip() and callable_without_arguments(norm.source):
+        canonical = ""  # the empty argument list of a function that takes none
+    else:
+        canonical = canonical_arguments(
+            inputs,
+            form=config.inputs,
+            max_bytes=config.max_input_bytes,
+            safety=config.program.safety,
+        )
     if isinstance(canonical, Rejected):
         return Validation(canonical.reason, "input: " + canonical.detail)
     run = yield from _run_plan(norm.source, canonical, config)
@@ -203,7 +234,7 @@ def validate_induction_plan(
         return InductionValidation(Reason.TOO_LARGE, f"message over {config.max_message_bytes}")
 
     requested = len(inputs) if n_requested is None else n_requested
-    needed = max(2, math.ceil(config.induction_min_fraction * requested))
+    needed = config.needed_inputs(requested)
     canonical: list[str] = []
     first_problem = ""
     for item in inputs:
@@ -219,7 +250,7 @@ def validate_induction_plan(
             canonical.append(checked)
 
     # All inputs go through the rounds together, so the proposal costs two executor batches.
-    batches = [_determinism_jobs(norm.source, c, config) for c in canonical]
+    batches = [determinism_jobs(norm.source, c, config) for c in canonical]
     flat = yield [job for jobs in batches for job in jobs]
     per_input = len(config.seeds)
     firsts = [_first_verdict(flat[i * per_input : (i + 1) * per_input], config)
@@ -241,13 +272,13 @@ def validate_induction_plan(
             first_problem = first_problem or f"run: {f.reason.value}: {f.detail}"
 
     pairs = [IOPair(canonical[i], good[i]) for i in sorted(good)]
-    dropped = len(inputs) - len(pairs)
+    dropped = max(requested, len(inputs)) - len(pairs)
     if len(pairs) < needed:
         detail = f"{len(pairs)} usable inputs, {needed} needed"
         if first_problem:
             detail += f" (first problem: {first_problem})"
         return InductionValidation(Reason.TOO_FEW_INPUTS, detail, dropped=dropped)
     task = InductionTask(
-        program=norm.source, message=text, shown=tuple(pairs[0::2]), hidden=tuple(pairs[1::2])
+        program=norm.source, message=text, shown=tuple(pairs[1::2]), hidden=tuple(pairs[0::2])
     )
     return InductionValidation(Reason.OK, task=task, dropped=dropped)

@@ -1,0 +1,153 @@
+"""Optional intrinsic rewards for the proposer: program complexity and answer diversity.
+
+The authors' code offers bonuses added to the learnability reward of a valid proposal whose
+learnability is positive (``r_propose + sum(bonuses)``, its ``intrinsic_combine_method =
+sum``); every one is off in its reproduction scripts, and off here by default. Each bonus is
+``min(coef * score, max)``:
+
+``complexity``
+    The cognitive complexity of the proposed program divided by 15 (the official code's
+    normalisation of the score it gets from the ``complexipy`` package). Computed here from the
+    program's syntax tree, which the host already parses, following the published definition:
+    +1 for each ``if``, ``elif``, ``else``, loop, conditional expression, ``except`` and
+    ``case``, each boolean operator sequence and each recursive call; structures nested inside
+    others add their nesting depth. Nothing is run. (Scores can differ from ``complexipy``'s in
+    details; the scale is the same.)
+``diversity``
+    How surprising the proposal's answer is among the answers of the tasks admitted so far of
+    its type (the output of a deduction task, the input of an abduction task, the error of an
+    error-prediction task): ``1 - count(answer) / total``, and 1 for an answer never seen.
+
+Both are pure functions of text and counts: no trio, no torch.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from collections.abc import Iterable
+
+import msgspec
+
+__all__ = [
+    "AnswerCounts",
+    "Bonus",
+    "IntrinsicConfig",
+    "cognitive_complexity",
+    "complexity_score",
+    "diversity_score",
+    "proposal_bonus",
+]
+
+_COMPLEXITY_SCALE = 15.0
+
+
+class Bonus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One bonus: ``min(coef * score, max)``; ``coef = 0`` turns it off."""
+
+    coef: float = 0.0
+    max: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.coef < 0 or self.max < 0:
+            raise ValueError("an intrinsic bonus needs coef >= 0 and max >= 0")
+
+    def __call__(self, score: float) -> float:
+        return min(self.coef * score, self.max) if self.coef > 0 else 0.0
+
+
+class IntrinsicConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The proposer bonuses (see the module docstring); all off by default."""
+
+    complexity: Bonus = Bonus()
+    diversity: Bonus = Bonus()
+
+    @property
+    def enabled(self) -> bool:
+        return self.complexity.coef > 0 or self.diversity.coef > 0
+
+
+def cognitive_complexity(source: str) -> int:
+    """The cognitive complexity of every function in ``source``; 0 when it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return 0
+    total = 0
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    for function in functions:
+        # Iterative walk with the nesting level of each node (hostile nesting cannot overflow).
+        stack: list[tuple[ast.AST, int]] = [(child, 0) for child in function.body]
+        while stack:
+            node, depth = stack.pop()
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+                continue
+            inner = depth
+            if isinstance(node, ast.If | ast.For | ast.AsyncFor | ast.While | ast.IfExp):
+                total += 1 + depth
+                inner = depth + 1
+                orelse = getattr(node, "orelse", [])
+                if (
+                    isinstance(node, ast.If)
+                    and orelse
+                    and not (len(orelse) == 1 and isinstance(orelse[0], ast.If))
+                ):
+                    total += 1  # a plain else
+            elif isinstance(node, ast.ExceptHandler | ast.match_case):
+                total += 1 + depth
+                inner = depth + 1
+            elif isinstance(node, ast.BoolOp):
+                total += 1
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == function.name
+            ):
+                total += 1  # recursion
+            for child in ast.iter_child_nodes(node):
+                # An ``elif`` continues its ``if`` rather than nesting inside it.
+                elif_chain = (
+                    isinstance(node, ast.If) and len(node.orelse) == 1 and child is node.orelse[0]
+                )
+                stack.append((child, depth if elif_chain else inner))
+    return total
+
+
+def complexity_score(source: str) -> float:
+    """The official normalisation of cognitive complexity (divided by 15)."""
+    return cognitive_complexity(source) / _COMPLEXITY_SCALE
+
+
+class AnswerCounts:
+    """How often each answer occurred among admitted tasks of one type."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def observe(self, answers: Iterable[str]) -> None:
+        self._counts.update(answers)
+
+    @property
+    def total(self) -> int:
+        return self._counts.total()
+
+    def surprise(self, answer: str) -> float:
+        return diversity_score(self._counts.get(answer, 0), self.total)
+
+
+def diversity_score(count: int, total: int) -> float:
+    """``1 - count / total``; 1 for an answer never seen (or nothing seen yet)."""
+    if count <= 0 or total <= 0:
+        return 1.0
+    return 1.0 - count / total
+
+
+def proposal_bonus(
+    config: IntrinsicConfig, program: str, answer: str, counts: AnswerCounts
+) -> float:
+    """The bonuses of one valid proposal: its program's complexity and how surprising its answer
+    is among ``counts`` (the answers of admitted tasks of its type); 0 when both are off."""
+    if not config.enabled:
+        return 0.0
+    return config.complexity(complexity_score(program)) + config.diversity(counts.surprise(answer))
