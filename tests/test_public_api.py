@@ -10,10 +10,13 @@ PUBLIC = {
     "azr.executor": {"Execution", "Executor", "Job", "Limits", "Status", "values_equal"},
     "azr.errors": {
         "AzrError",
+        "CheckpointError",
         "ConfigError",
+        "DiskFull",
         "ExecutorClosed",
         "ExecutorError",
         "InvalidJob",
+        "RunLocked",
         "SandboxUnavailable",
         "SourceTooLarge",
     },
