@@ -40,9 +40,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         for name, item in value.items():
             out.update(_flatten(item, f"{prefix}{name}."))
         return out
+    return {prefix[:-1]: _freeze(value)}
+
+
+def _freeze(value: Any) -> Any:
+    # JSON gives lists where the config holds tuples: compare them as equals.
     if isinstance(value, (list, tuple)):
-        value = tuple(value)
-    return {prefix[:-1]: value}
+        return tuple(_freeze(item) for item in value)
+    return value
 
 
 def _saved(raw: bytes) -> dict[str, Any]:
@@ -73,6 +78,8 @@ def resume_changes(saved: bytes, config: Config) -> ResumeChanges:
     allowed: list[str] = []
     for key in sorted(now.keys() | before.keys()):
         old, new = before.get(key, missing), now.get(key, missing)
+        if isinstance(new, (set, frozenset)) and isinstance(old, tuple):
+            old = frozenset(old)  # JSON has no sets: an array in any order
         if old == new or key in _IGNORED:
             continue
         shown = f"{key} ({'unset' if old is missing else repr(old)} -> "
