@@ -20,9 +20,14 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from azr.errors import CheckpointError, ConfigError, DiskFull, RunLocked
 from azr.run.signals import StopRequested, capture_stop_signals, raise_if_stop_pending
+
+if TYPE_CHECKING:
+    from azr.config import Config
 
 __all__ = ["main"]
 
@@ -85,8 +90,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _main(argv)
         except StopRequested as stop:
-            print(f"azr: stopped by {stop} during start-up; nothing was written", file=sys.stderr)
+            print(f"azr: stopped by {stop} during start-up", file=sys.stderr)
             return 128 + stop.signum
+
+
+def _held(config: Config) -> str:
+    from azr.run.checkpoints import CheckpointStore
+
+    store = CheckpointStore(Path(config.run.output_dir) / "checkpoints")
+    latest = store.latest()
+    if latest is None:
+        return "no checkpoint yet"
+    return f"checkpoint step {store.published()} is the newest (continue with --resume)"
 
 
 def _fail(kind: str, exc: BaseException | str, status: int) -> int:
@@ -114,12 +129,15 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail("configuration error", exc, _EXIT_CONFIG)
     if args.resume_from is not None and args.resume_from < 0:
         return _fail("usage", "--resume-from takes a step number >= 0", _EXIT_CONFIG)
-    raise_if_stop_pending()
+    try:
+        raise_if_stop_pending()
+        from azr.runtime import ActorFailed
+        from azr.train import train
 
-    from azr.runtime import ActorFailed
-    from azr.train import train
-
-    raise_if_stop_pending()
+        raise_if_stop_pending()
+    except StopRequested as stop:
+        print(f"azr: stopped by {stop} during start-up; {_held(config)}", file=sys.stderr)
+        return 128 + stop.signum
     resume = args.resume or args.resume_from is not None
     try:
         result = train(config, resume=resume, resume_from=args.resume_from)
@@ -139,13 +157,8 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"checkpoint: {result.checkpoint or 'none written yet'}")
     if result.completed:
         return 0
-    held = (
-        f"checkpoint step {result.checkpoint_step} is the newest (continue with --resume)"
-        if result.checkpoint_step is not None
-        else "no checkpoint yet"
-    )
     print(
-        f"stopped by {result.stop_reason} after step {result.last_step}; {held}",
+        f"stopped by {result.stop_reason} after step {result.last_step}; {_held(config)}",
         file=sys.stderr,
     )
     return _exit_status(result.stop_reason)

@@ -106,9 +106,7 @@ async def test_checkpoints_are_complete_directories_and_old_ones_go(tmp_path: Pa
     for step in (1, 2, 3):
         await actor.handle(TrainStep(request_id=step, step=step, batch=_batch()))
         files = (Blob(STATE_FILE, b'{"step": %d}' % step), Blob("buffers/x.msgpack", b"\x01"))
-        saved = await actor.handle(
-            SaveCheckpoint(request_id=10 + step, step=step, files=files)
-        )
+        saved = await actor.handle(SaveCheckpoint(request_id=10 + step, step=step, files=files))
         assert isinstance(saved, CheckpointSaved) and saved.path == str(store.path(step))
         # Written, not committed: the run moves ``latest`` once the step's metrics are recorded.
         assert store.published() == (step - 1 if step > 1 else None)
@@ -143,8 +141,6 @@ async def test_checkpoint_files_must_stay_inside(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     actor = _actor(learner, backend, store)
     with pytest.raises(ValueError, match="relative"):
-        await actor.handle(
-            SaveCheckpoint(request_id=1, step=1, files=(Blob("../escape", b""),))
-        )
+        await actor.handle(SaveCheckpoint(request_id=1, step=1, files=(Blob("../escape", b""),)))
     assert store.latest() is None and not (tmp_path / "escape").exists()
     await trio.lowlevel.checkpoint()

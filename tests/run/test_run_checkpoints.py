@@ -65,7 +65,7 @@ DAMAGE = {"flipped": _flip, "truncated": _truncate, "deleted": Path.unlink}
 
 
 @pytest.mark.parametrize("how", sorted(DAMAGE))
-@pytest.mark.parametrize("name", sorted(FILES) + [MANIFEST_FILE])
+@pytest.mark.parametrize("name", [*sorted(FILES), MANIFEST_FILE])
 def test_damage_to_any_file_falls_back_to_the_previous_checkpoint(
     store: CheckpointStore, name: str, how: str
 ) -> None:
@@ -125,7 +125,9 @@ def test_latest_never_names_anything_outside_the_run(
     assert outside.is_dir()
 
 
-def test_a_symlinked_step_folder_is_not_a_checkpoint(store: CheckpointStore, tmp_path: Path) -> None:
+def test_a_symlinked_step_folder_is_not_a_checkpoint(
+    store: CheckpointStore, tmp_path: Path
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (store.root / "step-000009").symlink_to(elsewhere)
@@ -176,7 +178,7 @@ def test_resume_from_a_chosen_step_sets_newer_ones_aside(store: CheckpointStore)
     with pytest.raises(CheckpointError, match="steps with one: 1"):
         store.choose(resume_from=7)
     _flip(store.path(1) / "state.json")
-    with pytest.raises(CheckpointError, match="state.json: checksum mismatch"):
+    with pytest.raises(CheckpointError, match=r"state\.json: checksum mismatch"):
         store.choose(resume_from=1)
 
 

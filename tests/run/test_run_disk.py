@@ -23,7 +23,7 @@ def test_the_ways_writers_say_the_disk_is_full(tmp_path: Path) -> None:
 
 def test_disk_full_errors_name_what_was_written(tmp_path: Path) -> None:
     with (
-        pytest.raises(DiskFull, match="writing checkpoint step-000003 to .* free"),
+        pytest.raises(DiskFull, match=r"writing checkpoint step-000003 to .* free"),
         disk_full_errors("checkpoint step-000003", tmp_path),
     ):
         raise OSError(errno.ENOSPC, "No space left on device")
