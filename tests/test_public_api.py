@@ -32,7 +32,8 @@ def test_exports(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["azr.tasks", "azr.rl", "azr.models", "azr.generation", "azr.runtime", "azr.verify"]
+    "name",
+    ["azr.tasks", "azr.rl", "azr.models", "azr.generation", "azr.runtime", "azr.verify", "azr.run"],
 )
 def test_all_names_resolve(name: str) -> None:
     mod = importlib.import_module(name)

@@ -192,13 +192,28 @@ def test_stops_at_each_commit_point_lose_and_repeat_nothing(tmp_path: Path) -> N
     print("\n".join(outcomes))
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler installed for ``signum`` (/proc's SigCgt mask)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except FileNotFoundError:
+        pass
+    return False
+
+
 @pytest.mark.parametrize(
     ("signum", "delay"),
-    [(signal.SIGTERM, 0.05), (signal.SIGTERM, 0.5), (signal.SIGTERM, 2.0), (signal.SIGINT, 1.0)],
+    [(signal.SIGTERM, 0.0), (signal.SIGTERM, 2.0), (signal.SIGINT, 1.0)],
 )
 def test_a_stop_during_start_up_is_clean(tmp_path: Path, signum: int, delay: float) -> None:
+    """From the moment the interpreter hands over to azr (its handler is installed; before
+    that only Python itself runs), a stop signal never kills by its default action."""
     output = tmp_path / "run"
     trainer = Trainer(output, "--set", "run.steps=3")
+    assert trainer.wait_until(lambda: _catches(trainer.pid, signum), timeout=60)
     time.sleep(delay)
     sent = time.monotonic()
     status = trainer.stop(signum, timeout=60)
@@ -208,7 +223,7 @@ def test_a_stop_during_start_up_is_clean(tmp_path: Path, signum: int, delay: flo
     if status == 0:
         pytest.skip(f"the run finished within {delay} s")
     assert status == 128 + signum, err
-    assert f"signal {signal.Signals(signum).name}" in err
+    assert f"stopped by signal {signal.Signals(signum).name}" in err, err
     assert took < 30, f"{took:.1f} s to stop"
     if output.exists():
         _consistent(output)

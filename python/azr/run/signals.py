@@ -14,11 +14,12 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Iterator
 from types import FrameType
-from typing import Final
-
-import trio
+from typing import TYPE_CHECKING, Final
 
 from azr.errors import AzrError
+
+if TYPE_CHECKING:
+    import trio
 
 __all__ = [
     "STOP_SIGNALS",
@@ -89,6 +90,8 @@ async def open_startup_stop() -> AsyncIterator[StartupStop]:
     Meant for set-up that precedes an actor system: once the system's own receiver is
     installed it gets the signals, and this one only sees those after the system is gone.
     """
+    import trio  # here, not at the top: recording signals must not wait for an import
+
     stop = StartupStop()
 
     async def watch(received: AsyncIterator[int], scope: trio.CancelScope) -> None:
