@@ -233,11 +233,11 @@ def _find_checkpoint(config: Config, resume: bool, resume_from: int | None) -> _
         return None
     recorded = recorded_checkpoints(out_dir / METRICS_FILE)
     choice = store.choose(resume_from=resume_from, recorded=recorded)
-    if choice is None:
-        _note(f"no checkpoint in {store.root}; starting a fresh run")
-        return None
     for note in choice.notes:
         _note(note)
+    if choice.path is None:
+        _note(f"no checkpoint in {store.root}; starting a fresh run")
+        return None
     name = choice.path.name
     try:
         state = STATE_DECODER.decode((choice.path / STATE_FILE).read_bytes())

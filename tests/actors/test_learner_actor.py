@@ -126,11 +126,11 @@ async def test_checkpoints_are_complete_directories_and_old_ones_go(tmp_path: Pa
     # A lost pointer is not a lost checkpoint: the newest complete directory is chosen.
     (store.root / "latest").unlink()
     choice = store.choose()
-    assert choice is not None and choice.path == newest
+    assert choice.path == newest
     # A missing file is damage: set aside, and the one before is chosen.
     (newest / STATE_FILE).unlink()
     choice = store.choose()
-    assert choice is not None and choice.path == store.path(2)
+    assert choice.path == store.path(2)
     assert any("state.json: missing" in note for note in choice.notes), choice.notes
 
 

@@ -48,7 +48,7 @@ def test_the_manifest_lists_every_file_with_size_and_checksum(store: CheckpointS
     assert entry.size == len(FILES["learner/model.safetensors"]) and len(entry.sha256) == 64
     assert (store.root / "latest").read_text() == "step-000003"
     choice = store.choose()
-    assert choice is not None and choice.step == 3 and choice.notes == ()
+    assert choice.step == 3 and choice.notes == ()
 
 
 def _flip(path: Path) -> None:
@@ -76,7 +76,7 @@ def test_damage_to_any_file_falls_back_to_the_previous_checkpoint(
     with pytest.raises(CheckpointError):
         store.verify(3)
     choice = store.choose()
-    assert choice is not None and choice.step == 2
+    assert choice.step == 2
     (note,) = choice.notes
     assert "step-000003" in note and "\n" not in note
     if name != MANIFEST_FILE:
@@ -89,7 +89,7 @@ def test_damage_to_any_file_falls_back_to_the_previous_checkpoint(
 def test_a_file_added_after_the_save_is_damage(store: CheckpointStore) -> None:
     (store.path(3) / "learner" / "extra.bin").write_bytes(b"x")
     choice = store.choose()
-    assert choice is not None and choice.step == 2
+    assert choice.step == 2
     assert "learner/extra.bin: not in manifest.json" in choice.notes[0]
 
 
@@ -120,7 +120,7 @@ def test_latest_never_names_anything_outside_the_run(
     assert store.latest() is None
     choice = store.choose()
     # Ignored with a note; the newest folder of this run is used.
-    assert choice is not None and choice.path == store.path(3)
+    assert choice.path == store.path(3)
     assert any("not a checkpoint folder of this run" in note for note in choice.notes)
     assert outside.is_dir()
 
@@ -151,12 +151,12 @@ def test_commit_order_decides_what_a_resume_continues_from(store: CheckpointStor
     # Written but never recorded (stopped before its metrics line): removed, the step redone.
     _write(store, 4)
     choice = store.choose(recorded={1, 2, 3})
-    assert choice is not None and choice.step == 3 and store.steps() == [1, 2, 3]
+    assert choice.step == 3 and store.steps() == [1, 2, 3]
     assert "step-000004" in choice.notes[0] and "redone" in choice.notes[0]
     # Recorded but ``latest`` not yet moved (stopped right between the two): committed.
     _write(store, 4)
     choice = store.choose(recorded={1, 2, 3, 4})
-    assert choice is not None and choice.step == 4
+    assert choice.step == 4
 
 
 def test_publish_keeps_the_newest_committed_and_never_touches_newer(
@@ -170,7 +170,7 @@ def test_publish_keeps_the_newest_committed_and_never_touches_newer(
 
 def test_resume_from_a_chosen_step_sets_newer_ones_aside(store: CheckpointStore) -> None:
     choice = store.choose(resume_from=1)
-    assert choice is not None and choice.step == 1 and store.steps() == [1]
+    assert choice.step == 1 and store.steps() == [1]
     assert sorted(p.name for p in (store.root / "set-aside").iterdir()) == [
         "step-000002",
         "step-000003",
@@ -192,5 +192,19 @@ def test_recorded_checkpoints_read_metrics_lines(tmp_path: Path) -> None:
     ]
     metrics.write_text("\n".join(lines))
     assert recorded_checkpoints(metrics) == {1}
-    assert recorded_checkpoints(tmp_path / "missing.jsonl") == set()
+    assert recorded_checkpoints(tmp_path / "missing.jsonl") is None
     assert os.path.exists(metrics)
+
+
+def test_a_first_checkpoint_never_recorded_is_no_checkpoint(tmp_path: Path) -> None:
+    """Killed after step 1's folder but before its metrics line and before any ``latest``:
+    the metrics say nothing was committed, so the run starts afresh rather than continue
+    from a step whose line is missing."""
+    store = CheckpointStore(tmp_path / "checkpoints")
+    _write(store, 1)
+    choice = store.choose(recorded=set())  # metrics.jsonl holds step 0 only
+    assert choice.step is None and store.steps() == []
+    assert "step-000001" in choice.notes[0]
+    # With no metrics and no pointer at all (a folder of checkpoints on its own), it counts.
+    _write(store, 1)
+    assert store.choose(recorded=None).step == 1

@@ -50,10 +50,11 @@ _OLD: Final = re.compile(r"\.(step-\d{6,})\.old")
 
 
 class CheckpointChoice(msgspec.Struct, frozen=True, kw_only=True):
-    """The checkpoint a resume continues from, and one line for everything done to get there."""
+    """The checkpoint a resume continues from (None: none is left, start afresh), and one line
+    for everything done to get there."""
 
-    step: int
-    path: Path
+    step: int | None
+    path: Path | None
     notes: tuple[str, ...] = ()
 
 
@@ -189,14 +190,15 @@ class CheckpointStore:
         return target
 
     def choose(
-        self, *, resume_from: int | None = None, recorded: Iterable[int] = ()
-    ) -> CheckpointChoice | None:
-        """The checkpoint to resume from, verified; None when there is none at all.
+        self, *, resume_from: int | None = None, recorded: Iterable[int] | None = None
+    ) -> CheckpointChoice:
+        """The checkpoint to resume from, verified (``step`` None when there is none).
 
         ``recorded`` are the steps whose metrics line names a checkpoint (a line is written
-        before ``latest`` moves). Without ``resume_from`` the newest committed checkpoint is
-        taken, and a damaged one is set aside for the newest intact one before it; with it,
-        exactly that checkpoint, and newer ones are set aside. CheckpointError when nothing
+        before ``latest`` moves); None when there are no metrics at all. Without
+        ``resume_from`` the newest committed checkpoint is taken, and a damaged one is set
+        aside for the newest intact one before it; with it, exactly that checkpoint, and newer
+        ones are set aside. CheckpointError when nothing
         intact is left, or ``resume_from`` is missing or damaged.
         """
         notes = self.sweep()
@@ -211,15 +213,15 @@ class CheckpointStore:
         if resume_from is not None:
             return self._choose_exactly(resume_from, steps, notes)
         if not steps:
-            return None
-        committed = {s for s in recorded if s in steps}
+            return CheckpointChoice(step=None, path=None, notes=tuple(notes))
+        committed = {s for s in recorded or () if s in steps}
         if pointer is not None and pointer in steps:
             committed.add(pointer)
-        if not committed:
+        if recorded is None and pointer is None:
             # Nothing says which folders were committed (the pointer and the metrics are
-            # gone): every complete one counts.
+            # gone, say a folder of checkpoints copied on its own): every complete one counts.
             committed = set(steps)
-        top = max(committed)
+        top = max(committed, default=-1)
         for step in steps:
             if step > top:
                 shutil.rmtree(self.path(step), ignore_errors=True)
@@ -240,6 +242,8 @@ class CheckpointStore:
                 )
                 continue
             return CheckpointChoice(step=step, path=path, notes=tuple(notes))
+        if not problems:  # only uncommitted folders: a fresh start
+            return CheckpointChoice(step=None, path=None, notes=tuple(notes))
         raise CheckpointError(
             f"no intact checkpoint left in {self.root} ({'; '.join(problems)}); the damaged ones "
             f"are in {self.root / SET_ASIDE_DIR}"
@@ -264,14 +268,15 @@ class _Line(msgspec.Struct):
     checkpoint: str | None = None
 
 
-def recorded_checkpoints(metrics: str | os.PathLike[str]) -> set[int]:
-    """The steps whose line in a ``metrics.jsonl`` names a checkpoint (torn lines skipped)."""
+def recorded_checkpoints(metrics: str | os.PathLike[str]) -> set[int] | None:
+    """The steps whose line in a ``metrics.jsonl`` names a checkpoint (torn lines skipped);
+    None when there is no such file."""
     decoder = msgspec.json.Decoder(_Line)
     found: set[int] = set()
     try:
         data = Path(metrics).read_bytes()
     except FileNotFoundError:
-        return found
+        return None
     for line in data.splitlines():
         try:
             record = decoder.decode(line)
