@@ -10,10 +10,13 @@ PUBLIC = {
     "azr.executor": {"Execution", "Executor", "Job", "Limits", "Status", "values_equal"},
     "azr.errors": {
         "AzrError",
+        "CheckpointError",
         "ConfigError",
+        "DiskFull",
         "ExecutorClosed",
         "ExecutorError",
         "InvalidJob",
+        "RunLocked",
         "SandboxUnavailable",
         "SourceTooLarge",
     },
@@ -29,7 +32,8 @@ def test_exports(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["azr.tasks", "azr.rl", "azr.models", "azr.generation", "azr.runtime", "azr.verify"]
+    "name",
+    ["azr.tasks", "azr.rl", "azr.models", "azr.generation", "azr.runtime", "azr.verify", "azr.run"],
 )
 def test_all_names_resolve(name: str) -> None:
     mod = importlib.import_module(name)

@@ -1,15 +1,19 @@
 """The ``azr`` command line.
 
     azr train [--config FILE.toml] [--preset NAME] [--set key=value ...] [--resume]
-              [--print-config]
+              [--resume-from STEP] [--print-config]
     azr seed --out FILE [--config FILE.toml] [--preset NAME] [--set key=value ...]
               (run only the seeding stage and write its buffers; see azr.seeds)
     azr serve [--host HOST] [--port PORT] [...]      (the HTTP reward service; see azr serve -h)
 
-The configuration is resolved (see :mod:`azr.config`) and checked completely before anything
-starts; a configuration error exits with status 2 and names the offending key. A run stopped
-by Ctrl-C or SIGTERM exits with 130 or 143 (as if killed by the signal), after writing nothing
-half-way; ``--resume`` continues it from its newest checkpoint.
+The configuration is resolved (see :mod:`azr.config`) and checked completely, against the
+machine too (:mod:`azr.config_checks`), before anything starts; a configuration error exits with
+status 2 and names the offending key. A run stopped by Ctrl-C or SIGTERM, at any moment from
+the first instruction on, exits with 130 or 143 (as if killed by the signal), after writing
+nothing half-way, and names the step its newest checkpoint holds; ``--resume`` continues it from
+there (``--resume-from STEP`` from an older checkpoint). Exit statuses: 0 done, 1 failed (a
+damaged run folder, a full disk, a crash), 2 configuration error, 75 the output folder is in use
+by another trainer, 130/143 stopped.
 """
 
 from __future__ import annotations
@@ -18,14 +22,20 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from azr.errors import ConfigError
+from azr.errors import CheckpointError, ConfigError, DiskFull, RunLocked
+from azr.run.signals import StopRequested, capture_stop_signals, raise_if_stop_pending
+
+if TYPE_CHECKING:
+    from azr.config import Config
 
 __all__ = ["main"]
 
 _EXIT_CONFIG = 2
 _EXIT_FAILED = 1
+_EXIT_BUSY = 75  # EX_TEMPFAIL: try again once the other trainer has ended
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the newest checkpoint in run.output_dir",
+        help="continue from the newest intact checkpoint in run.output_dir",
+    )
+    train.add_argument(
+        "--resume-from",
+        type=int,
+        metavar="STEP",
+        help="continue from the checkpoint of STEP (newer ones are set aside); implies --resume",
     )
     train.add_argument(
         "--print-config", action="store_true", help="print the resolved configuration and exit"
@@ -102,6 +118,31 @@ def _exit_status(stop_reason: str | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # First: from here on a stop signal is recorded, never the default action (death mid-write).
+    with capture_stop_signals():
+        try:
+            return _main(argv)
+        except StopRequested as stop:
+            print(f"azr: stopped by {stop} during start-up", file=sys.stderr)
+            return 128 + stop.signum
+
+
+def _held(config: Config) -> str:
+    from azr.run.checkpoints import CheckpointStore
+
+    store = CheckpointStore(Path(config.run.output_dir) / "checkpoints")
+    latest = store.latest()
+    if latest is None:
+        return "no checkpoint yet"
+    return f"checkpoint step {store.published()} is the newest (continue with --resume)"
+
+
+def _fail(kind: str, exc: BaseException | str, status: int) -> int:
+    print(f"azr: {kind}: {exc}", file=sys.stderr)
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         from azr.serve.cli import main as serve_main
@@ -109,38 +150,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_main(argv[1:], prog="azr serve")
     args = _parser().parse_args(argv)
     from azr.config import config_to_json, load_config
+    from azr.config_checks import check_config
 
     try:
         config = load_config(args.config, preset=args.preset, overrides=args.overrides)
+        if getattr(args, "print_config", False):
+            sys.stdout.write(config_to_json(config).decode() + "\n")
+            return 0
+        check_config(config)
     except ConfigError as exc:
-        print(f"azr: configuration error: {exc}", file=sys.stderr)
-        return _EXIT_CONFIG
+        return _fail("configuration error", exc, _EXIT_CONFIG)
     if args.command == "seed":
         return _seed(config, args.out)
-    if getattr(args, "print_config", False):
-        sys.stdout.write(config_to_json(config).decode() + "\n")
-        return 0
-
-    from azr.runtime import ActorFailed
-    from azr.train import train
-
+    if args.resume_from is not None and args.resume_from < 0:
+        return _fail("usage", "--resume-from takes a step number >= 0", _EXIT_CONFIG)
     try:
-        result = train(config, resume=args.resume)
+        raise_if_stop_pending()
+        from azr.runtime import ActorFailed
+        from azr.train import train
+
+        raise_if_stop_pending()
+    except StopRequested as stop:
+        print(f"azr: stopped by {stop} during start-up; {_held(config)}", file=sys.stderr)
+        return 128 + stop.signum
+    resume = args.resume or args.resume_from is not None
+    try:
+        result = train(config, resume=resume, resume_from=args.resume_from)
     except ConfigError as exc:
-        print(f"azr: configuration error: {exc}", file=sys.stderr)
-        return _EXIT_CONFIG
+        return _fail("configuration error", exc, _EXIT_CONFIG)
+    except RunLocked as exc:
+        return _fail("refused", exc, _EXIT_BUSY)
+    except CheckpointError as exc:
+        return _fail("checkpoint error", exc, _EXIT_FAILED)
+    except DiskFull as exc:
+        return _fail("disk full", exc, _EXIT_FAILED)
     except ActorFailed as exc:
-        print(f"azr: training failed: {exc}", file=sys.stderr)
-        return _EXIT_FAILED
-    except KeyboardInterrupt:
-        # Only before the actor system is up (loading the model); after that Ctrl-C is a stop.
-        print("azr: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT.value
+        if isinstance(exc.__cause__, DiskFull):
+            return _fail("disk full", exc.__cause__, _EXIT_FAILED)
+        return _fail("training failed", exc, _EXIT_FAILED)
     print(f"metrics: {result.metrics}")
     print(f"checkpoint: {result.checkpoint or 'none written yet'}")
     if result.completed:
         return 0
-    print(f"stopped after step {result.last_step}: {result.stop_reason}", file=sys.stderr)
+    print(
+        f"stopped by {result.stop_reason} after step {result.last_step}; {_held(config)}",
+        file=sys.stderr,
+    )
     return _exit_status(result.stop_reason)
 
 

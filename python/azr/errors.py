@@ -8,10 +8,13 @@ from __future__ import annotations
 
 __all__ = [
     "AzrError",
+    "CheckpointError",
     "ConfigError",
+    "DiskFull",
     "ExecutorClosed",
     "ExecutorError",
     "InvalidJob",
+    "RunLocked",
     "SandboxUnavailable",
     "SourceTooLarge",
 ]
@@ -23,6 +26,18 @@ class AzrError(Exception):
 
 class ConfigError(AzrError, ValueError):
     """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class CheckpointError(AzrError):
+    """A checkpoint is damaged, incomplete, or cannot be used to resume this run."""
+
+
+class DiskFull(AzrError):
+    """A write failed because the file system is full (or a quota is exhausted)."""
+
+
+class RunLocked(AzrError):
+    """Another trainer holds the run's output folder."""
 
 
 class ExecutorError(AzrError):

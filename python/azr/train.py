@@ -11,8 +11,14 @@ event files when enabled and installed), progress bars on an interactive termina
 
 Stopping: the first Ctrl-C or SIGTERM stops the system gracefully (queued work is dropped,
 running work gets ``run.grace_period_s`` to finish, checkpoints being written are completed),
-the second cancels at once. Either way the sandbox's processes and any server are terminated,
-and the newest complete checkpoint stays as it was.
+the second cancels at once; during set-up either one ends the run before it starts. Either way
+the sandbox's processes and any server are terminated, and the newest committed checkpoint
+stays as it was.
+
+A step is committed when its metrics line is written and synced; ``latest`` is moved after
+that (see :mod:`azr.run.checkpoints`). The configuration is checked against the machine before
+anything is touched (:func:`azr.config_checks.check_config`), and the output folder is locked
+for the whole run (:func:`azr.run.lock.hold_run_lock`).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import trio
 from azr.actors._common import ANSWER_STOP, PromptFormat, Template
 from azr.actors.buffer import BufferActor, load_buffers
 from azr.actors.coordinator import STATE_DECODER, Coordinator, RunState
-from azr.actors.learner import LEARNER_DIR, CheckpointStore, LearnerActor, WeightSync
+from azr.actors.learner import LEARNER_DIR, LearnerActor, WeightSync
 from azr.actors.messages import (
     CONFIG_FILE,
     STATE_FILE,
@@ -53,8 +59,14 @@ from azr.actors.solver import Solver
 from azr.actors.verifier import VerifierActor
 from azr.buffer import Buffers
 from azr.config import Config, config_to_json
-from azr.errors import ConfigError
+from azr.config_checks import check_config
+from azr.errors import CheckpointError, ConfigError
 from azr.generation.base import GenerationBackend, SamplingParams
+from azr.run.checkpoints import CheckpointStore, recorded_checkpoints
+from azr.run.disk import disk_full_errors
+from azr.run.lock import hold_run_lock
+from azr.run.resume import resume_changes
+from azr.run.signals import open_startup_stop
 from azr.runtime import ActorSystem, ChildProcessActor, open_actor_system
 from azr.verify import Verifier
 
@@ -65,7 +77,8 @@ METRICS_FILE: Final = "metrics.jsonl"
 
 class TrainResult(msgspec.Struct, frozen=True, kw_only=True):
     """How a run ended. ``completed`` is False when it was stopped (``stop_reason`` says why);
-    ``checkpoint`` is the newest complete checkpoint (possibly from before this run)."""
+    ``checkpoint`` is the newest committed checkpoint (possibly from before this run), of step
+    ``checkpoint_step``; ``last_step`` is the newest step with a metrics line."""
 
     completed: bool
     last_step: int
@@ -73,6 +86,7 @@ class TrainResult(msgspec.Struct, frozen=True, kw_only=True):
     metrics: str
     checkpoint: str | None
     stop_reason: str | None
+    checkpoint_step: int | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,8 +160,12 @@ class RunOutput:
         if report.checkpoint is not None:
             record["checkpoint"] = report.checkpoint
         record.update(report.metrics)
-        self._file.write(self._encoder.encode(record) + b"\n")
-        self._file.flush()
+        with disk_full_errors("metrics", self.path):
+            self._file.write(self._encoder.encode(record) + b"\n")
+            self._file.flush()
+            if report.checkpoint is not None:
+                # Durable before ``latest`` names the checkpoint: the step is committed.
+                os.fsync(self._file.fileno())
         if self._tb is not None:
             for key, value in report.metrics.items():
                 self._tb.add_scalar(key, value, report.step)
@@ -193,49 +211,50 @@ class _Resumed(msgspec.Struct, frozen=True):
     state: RunState
 
 
-def _find_checkpoint(config: Config, resume: bool) -> _Resumed | None:
-    store = CheckpointStore(Path(config.run.output_dir) / "checkpoints")
-    latest = store.latest()
-    if latest is None:
-        if resume:
-            print(f"no checkpoint in {store.root}; starting a fresh run", file=sys.stderr)
-        return None
+def _note(text: str) -> None:
+    print(f"azr: {text}", file=sys.stderr, flush=True)
+
+
+def _find_checkpoint(config: Config, resume: bool, resume_from: int | None) -> _Resumed | None:
+    """The checkpoint to continue from (verified, its configuration compatible), or None for a
+    fresh run; interrupted saves are cleaned up either way. Called with the run lock held."""
+    out_dir = Path(config.run.output_dir)
+    store = CheckpointStore(out_dir / "checkpoints")
     if not resume:
-        raise ConfigError(
-            f"{config.run.output_dir} already holds checkpoints (newest: {latest.name}); pass "
-            "--resume to continue that run, or choose another run.output_dir"
-        )
-    state = STATE_DECODER.decode((latest / STATE_FILE).read_bytes())
-    _warn_config_changes(latest / CONFIG_FILE, config)
-    return _Resumed(latest, state)
-
-
-def _fields(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Leaf settings of a config struct by dotted key (sets compare as sets, whatever their
-    order in a file)."""
-    if isinstance(value, msgspec.Struct):
-        out: dict[str, Any] = {}
-        for name in value.__struct_fields__:
-            out.update(_fields(getattr(value, name), f"{prefix}{name}."))
-        return out
-    return {prefix[:-1]: value}
-
-
-def _warn_config_changes(saved: Path, config: Config) -> None:
-    if not saved.is_file():
-        return
+        for note in store.sweep():
+            _note(note)
+        steps = store.steps()
+        if steps:
+            raise ConfigError(
+                f"{config.run.output_dir} already holds checkpoints (newest: "
+                f"{store.name(steps[-1])}); pass --resume to continue that run, or choose "
+                "another run.output_dir"
+            )
+        return None
+    recorded = recorded_checkpoints(out_dir / METRICS_FILE)
+    choice = store.choose(resume_from=resume_from, recorded=recorded)
+    for note in choice.notes:
+        _note(note)
+    if choice.path is None:
+        _note(f"no checkpoint in {store.root}; starting a fresh run")
+        return None
+    name = choice.path.name
     try:
-        before = _fields(msgspec.json.decode(saved.read_bytes(), type=Config))
-    except msgspec.ValidationError:
-        print("warning: the checkpoint's configuration no longer loads", file=sys.stderr)
-        return
-    now = _fields(config)
-    # Extending a run, or watching it differently, is not a change of the experiment.
-    harmless = {"run.steps", "run.progress", "run.tensorboard", "run.grace_period_s"}
-    changed = [k for k in now if before.get(k) != now[k] and k not in harmless]
-    if changed:
-        listed = ", ".join(f"{k} ({before.get(k)!r} -> {now[k]!r})" for k in changed[:8])
-        print(f"warning: resuming with changed settings: {listed}", file=sys.stderr)
+        state = STATE_DECODER.decode((choice.path / STATE_FILE).read_bytes())
+        saved = (choice.path / CONFIG_FILE).read_bytes()
+        changes = resume_changes(saved, config)
+    except (OSError, msgspec.DecodeError) as exc:
+        raise CheckpointError(f"{name}: its state cannot be read: {exc}") from None
+    if changes.refused:
+        raise ConfigError(
+            f"cannot resume {name} with changed settings that a checkpoint fixes: "
+            f"{', '.join(changes.refused)}; start a new run (another run.output_dir) to change them"
+        )
+    if changes.allowed:
+        _note(f"resuming {name} with changed settings: {', '.join(changes.allowed)}")
+    else:
+        _note(f"resuming from {name}")
+    return _Resumed(choice.path, state)
 
 
 def _template(config: Config) -> Template:
@@ -357,17 +376,52 @@ async def train_async(
     config: Config,
     *,
     resume: bool = False,
+    resume_from: int | None = None,
     console: IO[str] | None = None,
     backend: GenerationBackend | None = None,
     on_buffers: Callable[[Buffers], None] | None = None,
 ) -> TrainResult:
     """Run (or, with ``resume``, continue) the self-play loop that ``config`` describes.
 
-    ``backend`` replaces the configured generation backend (benchmarks, tests); it receives the
-    learner's weights in process (:class:`~azr.generation.base.InProcessWeights`) and is closed
-    at the end of the run. ``on_buffers`` is handed the buffers when a run completes
-    (:mod:`azr.seeds` writes them to a seed file).
+    ``resume_from`` picks the checkpoint of that step instead of the newest. ``backend``
+    replaces the configured generation backend (benchmarks, tests); it receives the learner's
+    weights in process (:class:`~azr.generation.base.InProcessWeights`) and is closed at the
+    end of the run. ``on_buffers`` is handed the buffers when a run completes (:mod:`azr.seeds`
+    writes them to a seed file). Raises ConfigError (bad or incompatible settings),
+    CheckpointError (nothing intact to resume), RunLocked (another trainer has the output
+    folder), DiskFull.
     """
+    check_config(config)
+    out_dir = Path(config.run.output_dir)
+    result: TrainResult | None = None
+    async with open_startup_stop() as startup:
+        with disk_full_errors("the run folder", out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+        with hold_run_lock(out_dir):
+            result = await _train(config, resume, resume_from, console, backend, on_buffers)
+    if result is not None:
+        return result
+    store = CheckpointStore(out_dir / "checkpoints")
+    latest = store.latest()
+    return TrainResult(
+        completed=False,
+        last_step=0,
+        output_dir=str(out_dir),
+        metrics=str(out_dir / METRICS_FILE),
+        checkpoint=str(latest) if latest is not None else None,
+        stop_reason=f"{startup.reason} during start-up",
+        checkpoint_step=store.published() if latest is not None else None,
+    )
+
+
+async def _train(
+    config: Config,
+    resume: bool,
+    resume_from: int | None,
+    console: IO[str] | None,
+    backend: GenerationBackend | None,
+    on_buffers: Callable[[Buffers], None] | None,
+) -> TrainResult:
     import torch
     import transformers
 
@@ -379,21 +433,28 @@ async def train_async(
     console = console if console is not None else sys.stdout
     run = config.run
     out_dir = Path(run.output_dir)
-    resumed = _find_checkpoint(config, resume)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    resumed = _find_checkpoint(config, resume, resume_from)
     config_json = config_to_json(config)
-    (out_dir / CONFIG_FILE).write_bytes(config_json)
+    with disk_full_errors("the configuration", out_dir):
+        (out_dir / CONFIG_FILE).write_bytes(config_json)
     if run.torch_threads is not None:
         torch.set_num_threads(run.torch_threads)
     random.seed(run.seed)
     torch.manual_seed(run.seed)
 
-    # Loading a model takes seconds to minutes: off the event loop, so signals are still seen.
+    # Loading a model takes seconds to minutes: off the event loop, so signals are still seen,
+    # and abandoned on a stop (it changes nothing on disk).
     if resumed is not None:
-        learner = await trio.to_thread.run_sync(
-            partial(Learner.from_checkpoint, resumed.path / LEARNER_DIR, config.learner)
-        )
-        buffers, rng = load_buffers(resumed.path, resumed.state.buffer_rng)
+        try:
+            learner = await trio.to_thread.run_sync(
+                partial(Learner.from_checkpoint, resumed.path / LEARNER_DIR, config.learner),
+                abandon_on_cancel=True,
+            )
+            buffers, rng = load_buffers(resumed.path, resumed.state.buffer_rng)
+        except (OSError, ValueError, RuntimeError, KeyError, msgspec.DecodeError) as exc:
+            # Verified against its manifest, so written this way: by another version, or with
+            # settings this one cannot load.
+            raise CheckpointError(f"{resumed.path.name} cannot be loaded: {exc}") from None
         start_step, seeded = resumed.state.step, resumed.state.seeded
     else:
         model = config.model
@@ -404,7 +465,8 @@ async def train_async(
                 config.learner,
                 spec=model.tiny if model.path is None else None,
                 seed=model.init_seed,
-            )
+            ),
+            abandon_on_cancel=True,
         )
         rng = random.Random(run.seed)
         buffers = Buffers(rng, capacity=config.selfplay.buffer_capacity)
@@ -532,6 +594,11 @@ async def train_async(
                 output.handle(report)
                 if isinstance(report, StepReport):
                     last_step = max(last_step, report.step)
+                    if report.checkpoint is not None:
+                        # Its metrics line is on disk: now ``latest`` may name it.
+                        await trio.to_thread.run_sync(
+                            store.publish, report.step, run.keep_checkpoints
+                        )
                 elif isinstance(report, RunFinished):
                     finished = report
     finally:
@@ -546,6 +613,7 @@ async def train_async(
         metrics=str(output.path),
         checkpoint=str(latest) if latest is not None else None,
         stop_reason=system.stop_reason if system is not None and finished is None else None,
+        checkpoint_step=store.published() if latest is not None else None,
     )
 
 
@@ -553,8 +621,18 @@ def train(
     config: Config,
     *,
     resume: bool = False,
+    resume_from: int | None = None,
     console: IO[str] | None = None,
     backend: GenerationBackend | None = None,
 ) -> TrainResult:
     """:func:`train_async` under ``trio.run``."""
-    return trio.run(partial(train_async, config, resume=resume, console=console, backend=backend))
+    return trio.run(
+        partial(
+            train_async,
+            config,
+            resume=resume,
+            resume_from=resume_from,
+            console=console,
+            backend=backend,
+        )
+    )

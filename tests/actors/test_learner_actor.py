@@ -106,10 +106,11 @@ async def test_checkpoints_are_complete_directories_and_old_ones_go(tmp_path: Pa
     for step in (1, 2, 3):
         await actor.handle(TrainStep(request_id=step, step=step, batch=_batch()))
         files = (Blob(STATE_FILE, b'{"step": %d}' % step), Blob("buffers/x.msgpack", b"\x01"))
-        saved = await actor.handle(
-            SaveCheckpoint(request_id=10 + step, step=step, files=files, keep=2)
-        )
+        saved = await actor.handle(SaveCheckpoint(request_id=10 + step, step=step, files=files))
         assert isinstance(saved, CheckpointSaved) and saved.path == str(store.path(step))
+        # Written, not committed: the run moves ``latest`` once the step's metrics are recorded.
+        assert store.published() == (step - 1 if step > 1 else None)
+        store.publish(step, keep=2)
     assert store.latest() == store.path(3)
     assert sorted(p.name for p in store.root.glob("step-*")) == ["step-000002", "step-000003"]
     newest = store.path(3)
@@ -120,11 +121,17 @@ async def test_checkpoints_are_complete_directories_and_old_ones_go(tmp_path: Pa
     live = learner.model.state_dict()
     assert all(torch.equal(live[k], v) for k, v in resumed.model.state_dict().items())
 
-    # A lost pointer is not a lost checkpoint: the newest complete directory is found.
+    assert store.verify(3) == newest  # the manifest matches what is there
+
+    # A lost pointer is not a lost checkpoint: the newest complete directory is chosen.
     (store.root / "latest").unlink()
-    assert store.latest() == newest
+    choice = store.choose()
+    assert choice.path == newest
+    # A missing file is damage: set aside, and the one before is chosen.
     (newest / STATE_FILE).unlink()
-    assert store.latest() == store.path(2)
+    choice = store.choose()
+    assert choice.path == store.path(2)
+    assert any("state.json: missing" in note for note in choice.notes), choice.notes
 
 
 @trio_test(timeout=30)
@@ -134,8 +141,6 @@ async def test_checkpoint_files_must_stay_inside(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     actor = _actor(learner, backend, store)
     with pytest.raises(ValueError, match="relative"):
-        await actor.handle(
-            SaveCheckpoint(request_id=1, step=1, files=(Blob("../escape", b""),), keep=1)
-        )
+        await actor.handle(SaveCheckpoint(request_id=1, step=1, files=(Blob("../escape", b""),)))
     assert store.latest() is None and not (tmp_path / "escape").exists()
     await trio.lowlevel.checkpoint()

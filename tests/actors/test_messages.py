@@ -95,7 +95,7 @@ CHECK = CheckSolutions(chunk=SOLVE, rollouts=(ROLLOUT, ROLLOUT), generation=GEN)
                 batch=TrainBatch((Sample((1,), (2,), (-1.0,), 0.5, "induction", "solve"),)),
             ),
         ),
-        (LearnerRequest, SaveCheckpoint(request_id=7, step=3, files=(Blob("a", b"x"),), keep=2)),
+        (LearnerRequest, SaveCheckpoint(request_id=7, step=3, files=(Blob("a", b"x"),))),
     ],
 )
 def test_request_families_round_trip(family: type, message: msgspec.Struct) -> None:

@@ -535,9 +535,7 @@ class Coordinator:
             Blob(STATE_FILE, STATE_ENCODER.encode(state)),
             Blob(CONFIG_FILE, self._config_json),
         )
-        return SaveCheckpoint(
-            request_id=rid, step=step, files=files, keep=self.config.run.keep_checkpoints
-        )
+        return SaveCheckpoint(request_id=rid, step=step, files=files)
 
     async def _finish(
         self,

@@ -3,14 +3,16 @@ backend after every update, and writes checkpoints.
 
 Updates and checkpoints run in worker threads, so the trio loop (and with it generation of the
 next step in async mode, checking, and signal handling) carries on meanwhile. A checkpoint is one
-directory written atomically: a stop while it is written leaves the previous one as it was.
+directory written atomically, its manifest last: a stop while it is written leaves the previous
+one as it was. The learner only writes it; the run commits it (metrics line, then ``latest``:
+see :mod:`azr.run.checkpoints`).
 
 Checkpoint layout (``<output_dir>/checkpoints``)::
 
     step-000050/learner/        Learner.save_checkpoint: weights, optimiser, scheduler, RNG, step
     step-000050/buffers/        the three task buffers
     step-000050/state.json      the coordinator's state (step, seeding done, buffer RNG, config)
-    latest                      the name of the newest complete checkpoint
+    step-000050/manifest.json   size and SHA-256 of every file above
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from azr.actors.messages import (
     StepTrained,
     TrainStep,
 )
-from azr.rl.checkpoint import atomic_directory, resolve_checkpoint
 from azr.rl.learner import Learner
+from azr.run.checkpoints import CheckpointStore
+from azr.run.disk import disk_full_errors
 from azr.runtime import ActorContext, Mailbox
 
 __all__ = [
@@ -48,7 +51,6 @@ __all__ = [
 ]
 
 LEARNER_DIR: Final = "learner"
-_LATEST: Final = "latest"
 
 WeightSync = Literal["in_process", "checkpoint"]
 """How new weights reach the backend: the live state dict (a backend in this process), or a
@@ -59,47 +61,6 @@ class WeightSink(Protocol):
     """The part of a generation backend the learner uses."""
 
     async def update_weights(self, source: Any) -> int: ...
-
-
-class CheckpointStore:
-    """The checkpoints of one run: numbered directories and a pointer to the newest."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-
-    def path(self, step: int) -> Path:
-        return self.root / f"step-{step:06d}"
-
-    def latest(self) -> Path | None:
-        """The newest complete checkpoint, or None.
-
-        Normally the one ``latest`` names. Should that pointer be missing or stale, the newest
-        numbered directory holding a state file: the pointer is written after the directory is
-        complete, so a crash between the two loses nothing.
-        """
-        candidates: list[Path] = []
-        pointer = self.root / _LATEST
-        if pointer.is_file():
-            candidates.append(self.root / pointer.read_text(encoding="utf-8").strip())
-        candidates += sorted(self.root.glob("step-*"), reverse=True)
-        for candidate in candidates:
-            try:
-                resolved = resolve_checkpoint(candidate)
-            except FileNotFoundError:
-                continue
-            if (resolved / STATE_FILE).is_file():
-                return resolved
-        return None
-
-    def publish(self, step: int, keep: int) -> None:
-        """Point ``latest`` at ``step`` (atomically) and delete all but the newest ``keep``."""
-        pointer = self.root / _LATEST
-        tmp = pointer.with_name(f".{_LATEST}.tmp")
-        tmp.write_text(self.path(step).name, encoding="utf-8")
-        tmp.replace(pointer)
-        numbered = sorted(p for p in self.root.glob("step-*") if p.is_dir())
-        for old in numbered[: max(len(numbered) - keep, 0)]:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _relative(name: str) -> Path:
@@ -193,7 +154,8 @@ class LearnerActor:
             return
         assert self._weights_dir is not None
         target = self._weights_dir / f"v{learner.weight_version:06d}"
-        source = await trio.to_thread.run_sync(learner.export_weights, target)
+        with disk_full_errors(f"weights {target.name}", self._weights_dir):
+            source = await trio.to_thread.run_sync(learner.export_weights, target)
         await self._backend.update_weights(source)
         previous, self._served = self._served, target
         if previous is not None and previous != target:
@@ -201,11 +163,13 @@ class LearnerActor:
 
     def _save(self, request: SaveCheckpoint) -> Path:
         path = self._store.path(request.step)
-        with atomic_directory(path) as tmp:
+        with (
+            disk_full_errors(f"checkpoint {path.name}", self._store.root),
+            self._store.write(request.step) as tmp,
+        ):
             self.learner.save_checkpoint(tmp / LEARNER_DIR)
             for blob in request.files:
                 target = tmp / _relative(blob.name)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(blob.data)
-        self._store.publish(request.step, keep=request.keep)
         return path

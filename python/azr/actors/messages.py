@@ -280,11 +280,10 @@ class TrainStep(LearnerRequest, frozen=True, tag="train"):
 
 class SaveCheckpoint(LearnerRequest, frozen=True, tag="save"):
     """Write the checkpoint of ``step``: the learner's state plus ``files`` from other actors,
-    atomically, then make it the latest and drop the oldest beyond ``keep``."""
+    atomically. It counts once the run has recorded the step (see :mod:`azr.run.checkpoints`)."""
 
     step: int
     files: tuple[Blob, ...]
-    keep: int
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,22 +1,154 @@
-"""Crash-safe directory writes for checkpoints and exported weights.
+"""Crash-safe directory writes for checkpoints and exported weights, and their manifests.
 
 A checkpoint is written into a temporary sibling directory and moved into place with ``rename``,
 so the directory at the target path is always either the previous complete checkpoint or the new
 complete one. POSIX cannot atomically swap two non-empty directories, so replacing an existing
 checkpoint takes two renames; if the process dies between them, the previous checkpoint survives
 under a fixed backup name and :func:`resolve_checkpoint` finds it.
+
+A checkpoint folder also carries a manifest (:data:`MANIFEST_FILE`), written last: the size and
+SHA-256 of every other file in the folder, whatever wrote them (a Hugging Face directory,
+``torch.save`` files, ``torch.distributed.checkpoint`` shards). :func:`verify_manifest` checks a
+folder against it before anything is loaded, so a torn, truncated or bit-flipped checkpoint is
+reported as such instead of failing later, or worse, loading.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import Final
 
-__all__ = ["atomic_directory", "resolve_checkpoint"]
+import msgspec
+
+from azr.errors import CheckpointError
+
+__all__ = [
+    "MANIFEST_FILE",
+    "Manifest",
+    "ManifestEntry",
+    "atomic_directory",
+    "resolve_checkpoint",
+    "verify_manifest",
+    "write_manifest",
+]
+
+MANIFEST_FILE: Final = "manifest.json"
+_CHUNK: Final = 4 << 20
+
+
+class ManifestEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One file of a checkpoint folder: its path relative to the folder (``/``-separated)."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class Manifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Every file of a checkpoint folder but the manifest itself, sorted by path."""
+
+    format: int = 1
+    files: tuple[ManifestEntry, ...]
+
+
+_MANIFEST_ENCODER: Final = msgspec.json.Encoder()
+_MANIFEST_DECODER: Final = msgspec.json.Decoder(Manifest)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        # hashlib releases the GIL on large updates: files hash in parallel threads.
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(root: Path) -> list[str]:
+    found = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            rel = Path(dirpath, name).relative_to(root).as_posix()
+            if rel != MANIFEST_FILE:
+                found.append(rel)
+    return sorted(found)
+
+
+def _hash_all(root: Path, names: list[str]) -> list[str]:
+    if len(names) <= 1:
+        return [_sha256(root / name) for name in names]
+    with ThreadPoolExecutor(max_workers=min(8, len(names), os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda name: _sha256(root / name), names))
+
+
+def write_manifest(root: str | os.PathLike[str]) -> Manifest:
+    """Record every file under ``root`` in ``root/manifest.json``; call it once the folder is
+    otherwise complete (a folder without a manifest is an incomplete checkpoint)."""
+    root = Path(root)
+    names = _files(root)
+    sizes = [(root / name).stat().st_size for name in names]
+    digests = _hash_all(root, names)
+    manifest = Manifest(
+        files=tuple(
+            ManifestEntry(path=n, size=s, sha256=d)
+            for n, s, d in zip(names, sizes, digests, strict=True)
+        )
+    )
+    with (root / MANIFEST_FILE).open("wb") as f:
+        f.write(_MANIFEST_ENCODER.encode(manifest))
+        f.flush()
+        os.fsync(f.fileno())
+    return manifest
+
+
+def _safe(entry: str) -> bool:
+    path = PurePosixPath(entry)
+    return bool(entry) and not path.is_absolute() and ".." not in path.parts and "\\" not in entry
+
+
+def verify_manifest(root: str | os.PathLike[str]) -> Manifest:
+    """Check the files under ``root`` against its manifest: all present, none added, sizes and
+    checksums equal. Raises :class:`~azr.errors.CheckpointError` naming the first problem."""
+    root = Path(root)
+    try:
+        raw = (root / MANIFEST_FILE).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"incomplete: no {MANIFEST_FILE} (its save never finished)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{MANIFEST_FILE} cannot be read: {exc.strerror or exc}") from None
+    try:
+        manifest = _MANIFEST_DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise CheckpointError(f"{MANIFEST_FILE} is damaged: {exc}") from None
+    if manifest.format != 1:
+        raise CheckpointError(f"{MANIFEST_FILE} has an unknown format {manifest.format}")
+    listed = {entry.path: entry for entry in manifest.files}
+    bad = [name for name in listed if not _safe(name)]
+    if bad:
+        raise CheckpointError(f"{MANIFEST_FILE} names a path outside the checkpoint: {bad[0]!r}")
+    present = _files(root)
+    extra = sorted(set(present) - set(listed))
+    if extra:
+        raise CheckpointError(f"{extra[0]}: not in {MANIFEST_FILE} (added after the save)")
+    for name, entry in listed.items():
+        try:
+            size = (root / name).stat().st_size
+        except FileNotFoundError:
+            raise CheckpointError(f"{name}: missing") from None
+        if size != entry.size:
+            raise CheckpointError(f"{name}: {size} bytes, {entry.size} expected (truncated?)")
+    names = list(listed)
+    for name, digest in zip(names, _hash_all(root, names), strict=True):
+        if digest != listed[name].sha256:
+            raise CheckpointError(f"{name}: checksum mismatch (the data is damaged)")
+    return manifest
 
 
 def _backup_path(target: Path) -> Path:

@@ -431,9 +431,32 @@ class Learner:
                 "rng": _rng_state(),
                 "step": self.step_count,
             }
-            torch.save(state, tmp / _STATE_FILE)
+            # Through a Python file: a full disk is then an OSError (ENOSPC), not torch's
+            # errno-less "enforce fail at inline_container.cc".
+            with (tmp / _STATE_FILE).open("wb") as f:
+                torch.save(state, f)
             meta = _LearnerMeta(format=1, step=self.step_count, config=self.config)
             (tmp / _META_FILE).write_bytes(_META_ENCODER.encode(meta))
+
+    def _apply_optimizer_settings(self) -> None:
+        """Make this learner's config, not the checkpoint's, drive the optimiser from now on:
+        ``load_state_dict`` restores the saved lr, betas, eps and weight decay, which would
+        silently ignore a change made on resume. Unchanged settings give identical values."""
+        cfg = self.config
+        decays = (cfg.weight_decay, 0.0)
+        for group, decay in zip(self.optimizer.param_groups, decays, strict=True):
+            group["initial_lr"] = cfg.lr
+            group["betas"] = cfg.betas
+            group["eps"] = cfg.adam_eps
+            group["weight_decay"] = decay
+        scheduler = self.scheduler
+        scheduler.base_lrs = [cfg.lr] * len(self.optimizer.param_groups)
+        factors = [fn(scheduler.last_epoch) for fn in scheduler.lr_lambdas]
+        for group, base, factor in zip(
+            self.optimizer.param_groups, scheduler.base_lrs, factors, strict=True
+        ):
+            group["lr"] = base * factor
+        scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Restore everything :meth:`save_checkpoint` wrote into this learner, in place."""
@@ -445,5 +468,6 @@ class Learner:
         state = torch.load(path / _STATE_FILE, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_optimizer_settings()
         _set_rng_state(state["rng"])
         self.step_count = int(state["step"])
