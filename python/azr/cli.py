@@ -3,6 +3,7 @@
     azr train [--config FILE.toml] [--preset NAME] [--set key=value ...] [--resume]
               [--print-config]
     azr serve [--host HOST] [--port PORT] [...]      (the HTTP reward service; see azr serve -h)
+    azr eval --model PATH --benchmarks humaneval+,aime24,... [...]   (see azr eval -h)
 
 The configuration is resolved (see :mod:`azr.config`) and checked completely before anything
 starts; a configuration error exits with status 2 and names the offending key. A run stopped
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Listed for help only: main() hands `serve` and its arguments to azr.serve's own parser.
     commands.add_parser("serve", help="run the HTTP reward service (see azr serve -h)")
+    commands.add_parser("eval", help="score a model on the paper's benchmarks (see azr eval -h)")
     return parser
 
 
@@ -73,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from azr.serve.cli import main as serve_main
 
         return serve_main(argv[1:], prog="azr serve")
+    if argv[:1] == ["eval"]:
+        from azr.eval.cli import main as eval_main
+
+        return eval_main(argv[1:], prog="azr eval")
     args = _parser().parse_args(argv)
     from azr.config import config_to_json, load_config
 

@@ -227,10 +227,14 @@ def score_cruxeval(
     from azr.verify import Verifier
 
     with Verifier(executor=executor) as v:
+        codes = [p.code for p, _ in pairs]
+        answers = [a for _, a in pairs]
         if mode == "output":
-            verdicts = [v.check_deduction(p.code, p.input, a) for p, a in pairs]
+            inputs = [p.input for p, _ in pairs]
+            golds: list[str | None] = [p.output for p, _ in pairs]
+            verdicts = v.check_deduction_batch(codes, inputs, answers, outputs=golds)
         else:
-            verdicts = [v.check_abduction(p.code, p.output, a) for p, a in pairs]
+            verdicts = v.check_abduction_batch(codes, [p.output for p, _ in pairs], answers)
     return [
         CodeVerdict(
             passed=x.correct,
