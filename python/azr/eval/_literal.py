@@ -32,7 +32,7 @@ def _signed_number(node: ast.expr) -> bool:
 
 
 def _allowed(node: ast.AST) -> bool:
-    if isinstance(node, _CONTAINERS) or isinstance(node, _OPERATORS):
+    if isinstance(node, (_CONTAINERS, _OPERATORS)):
         return True
     if isinstance(node, ast.Constant):
         return node.value is None or type(node.value) in (bool, int, float, complex, str, bytes)

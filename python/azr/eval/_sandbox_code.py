@@ -13,12 +13,12 @@ calls ``f(...)``. Two roles, never mixed in one job:
 Only the standard library is used (numpy would cost ~100 ms per job to import).
 """
 
-# ruff: noqa: ANN001, ANN201, ANN202
 # mypy: ignore-errors
 
 import copy
 import hashlib
 import io
+import itertools
 import json
 import signal
 import sys
@@ -42,6 +42,15 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
+_SCALAR_SET = frozenset(_PLAIN_SCALARS)
+# Containers of only these have their repr as canonical text (computed at C speed).
+_STR_ONLY = frozenset({str})
+_INT_ONLY = frozenset({int})
+_TUPLE_ONLY = frozenset({tuple})
+_SEQUENCES = frozenset({tuple, list})
+_LIST_ONLY = frozenset({list})
+
+
 def _plain(x, depth=0):
     t = type(x)
     if t in _PLAIN_SCALARS:
@@ -49,44 +58,86 @@ def _plain(x, depth=0):
     if depth > _MAX_DEPTH:
         return False
     if t is list or t is tuple or t is set or t is frozenset:
+        # Containers of scalars (the common case, often millions of them) at C speed.
+        kinds = set(map(type, x))
+        if kinds <= _SCALAR_SET:
+            return True
+        if kinds <= _SEQUENCES and set(map(type, itertools.chain.from_iterable(x))) <= _SCALAR_SET:
+            return True
         return all(_plain(v, depth + 1) for v in x)
     if t is dict:
         return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in x.items())
     return False
 
 
+def _scalars_repr_safe(items):
+    kinds = set(map(type, items))
+    if kinds <= _STR_ONLY:
+        return True
+    return kinds == _INT_ONLY and max(map(abs, items)).bit_length() <= 20000
+
+
+def _repr_is_canonical(x):
+    # Flat containers of ints or of strings, or containers of those (lists of tuples of ints,
+    # say): checked without a Python-level loop over the elements.
+    kinds = set(map(type, x))
+    if not kinds or kinds <= _STR_ONLY:
+        return True
+    if kinds == _INT_ONLY:
+        return _scalars_repr_safe(x)
+    if kinds in (_TUPLE_ONLY, _LIST_ONLY):
+        inner = list(itertools.chain.from_iterable(x))
+        return not inner or _scalars_repr_safe(inner)
+    return False
+
+
 def _canon(x, parts):
-    # A text that is equal for two plain values exactly when they are == (ints, int-valued
-    # floats and bools alike; dicts and sets in sorted order).
-    # Integers as hex: linear time, where decimal conversion of a huge int is quadratic.
+    # A text that is equal for two plain values exactly when they are ==: ints, int-valued
+    # floats and bools alike, dicts and sets in sorted order, and otherwise the repr (so a
+    # container of ints and strings is its repr, computed at C speed). Huge ints as hex
+    # (linear time; a decimal repr never starts with 0x).
     t = type(x)
-    if t is bool or t is int:
-        parts.append(hex(x))
+    if t is bool:
+        parts.append("1" if x else "0")
+    elif t is int:
+        parts.append(hex(x) if x.bit_length() > 20000 else repr(x))
     elif t is float:
-        parts.append(hex(int(x)) if x == x and x not in (inf, -inf) and x == int(x) else repr(x))
+        if x == x and x not in (inf, -inf) and x == int(x):
+            _canon(int(x), parts)
+        else:
+            parts.append(repr(x))
     elif t is complex:
         if x.imag == 0:
             _canon(x.real, parts)
         else:
             parts.append(repr(x))
     elif t is list or t is tuple:
-        parts.append("L[" if t is list else "T(")
-        for v in x:
+        if _repr_is_canonical(x):
+            parts.append(repr(x))
+            return parts
+        parts.append("[" if t is list else "(")
+        for j, v in enumerate(x):
+            if j:
+                parts.append(", ")
             _canon(v, parts)
-            parts.append(",")
-        parts.append("]")
+        parts.append("]" if t is list else (",)" if len(x) == 1 else ")"))
     elif t is dict:
-        items = sorted(("".join(_canon(k, [])), "".join(_canon(v, []))) for k, v in x.items())
-        parts.append("D{" + ",".join(k + ":" + v for k, v in items) + "}")
+        items = sorted("".join(_canon(k, [])) + ": " + "".join(_canon(v, [])) for k, v in x.items())
+        parts.append("{" + ", ".join(items) + "}")
     elif t is set or t is frozenset:
-        parts.append("S{" + ",".join(sorted("".join(_canon(v, [])) for v in x)) + "}")
+        parts.append(
+            "{" + ", ".join(sorted("".join(_canon(v, [])) for v in x)) + "}" if x else "set()"
+        )
     else:
         parts.append(repr(x))
     return parts
 
 
 def _digest(x):
-    return "sha256:" + hashlib.sha256("".join(_canon(x, [])).encode("utf-8", "surrogatepass")).hexdigest()
+    return (
+        "sha256:"
+        + hashlib.sha256("".join(_canon(x, [])).encode("utf-8", "surrogatepass")).hexdigest()
+    )
 
 
 def _big(x, budget):
@@ -117,6 +168,32 @@ def _big(x, budget):
 # Outputs whose repr is longer than this travel as a digest of their canonical text (only where
 # the comparison is exact): a candidate can match a digest only by producing an equal value.
 _DIGEST_OVER = 2048
+
+
+def _plainify(x, depth=0):
+    # Subclasses of the plain types (Counter, OrderedDict, defaultdict, namedtuple, IntEnum)
+    # compare equal to their plain counterparts; they travel as those. Anything else: None.
+    t = type(x)
+    if t in _PLAIN_SCALARS:
+        return x
+    if depth > _MAX_DEPTH:
+        raise ValueError("too deeply nested")
+    if isinstance(x, dict):
+        return {_plainify(k, depth + 1): _plainify(v, depth + 1) for k, v in dict.items(x)}
+    if isinstance(x, tuple):
+        return tuple(_plainify(v, depth + 1) for v in tuple.__iter__(x))
+    if isinstance(x, list):
+        return [_plainify(v, depth + 1) for v in list.__iter__(x)]
+    if isinstance(x, frozenset):
+        return frozenset(_plainify(v, depth + 1) for v in frozenset.__iter__(x))
+    if isinstance(x, set):
+        return {_plainify(v, depth + 1) for v in set.__iter__(x)}
+    if isinstance(x, bool):
+        return bool(x)
+    for base in (int, float, complex, str, bytes):
+        if isinstance(x, base):
+            return base(x)
+    raise ValueError("not plain data")
 
 
 def _lists(x):
@@ -227,10 +304,7 @@ def _run(mode, source, entry, inputs, conv, limits, budget, record_times, not_no
             exec(code, env)
         finally:
             sys.stdout = saved
-        if mode == "function":
-            fn = env[entry]
-        else:
-            fn = getattr(env["Solution"](), entry)
+        fn = env[entry] if mode == "function" else getattr(env["Solution"](), entry)
     start = time.perf_counter()
     for i in range(n):
         if time.perf_counter() - start > budget:
@@ -270,8 +344,11 @@ def _run(mode, source, entry, inputs, conv, limits, budget, record_times, not_no
         if mode == "method":
             out = _lists(out)
         if not _plain(out):
-            statuses[i] = _UNREPRESENTABLE
-            continue
+            try:
+                out = _plainify(out)
+            except BaseException:
+                statuses[i] = _UNREPRESENTABLE
+                continue
         statuses[i] = _OK
         # Digests only where EvalPlus compares exactly: not a float or a flat list of floats
         # (those get a tolerance); floats nested deeper compare exactly, as in EvalPlus.
@@ -297,14 +374,22 @@ def _close(a, b, atol, rtol):
     if _is_number(a) and _is_number(b):
         if a == b:
             return True
-        if a != a or b != b or a in (float("inf"), float("-inf")) or b in (
-            float("inf"),
-            float("-inf"),
+        if (
+            a != a
+            or b != b
+            or a in (float("inf"), float("-inf"))
+            or b
+            in (
+                float("inf"),
+                float("-inf"),
+            )
         ):
             return False
         return abs(a - b) <= atol + rtol * abs(b)
     if type(a) in (list, tuple) and type(b) in (list, tuple):
-        return len(a) == len(b) and all(_close(x, y, atol, rtol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(
+            _close(x, y, atol, rtol) for x, y in zip(a, b, strict=False)
+        )
     return False
 
 
@@ -332,7 +417,7 @@ def _surface_area(base_edge, height):
 def _digit_distance(a, b):
     x, y = str(a), str(b)
     width = max(len(x), len(y))
-    return sum(abs(int(p) - int(q)) for p, q in zip(x.zfill(width), y.zfill(width)))
+    return sum(abs(int(p) - int(q)) for p, q in zip(x.zfill(width), y.zfill(width), strict=False))
 
 
 def _evalplus_match(out, exp, atol, oracle, args):
@@ -370,13 +455,13 @@ def _stdout_match(out, exp):
         return True
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x == y:
             continue
         tx, ty = x.split(), y.split()
         if len(tx) != len(ty):
             return False
-        for p, q in zip(tx, ty):
+        for p, q in zip(tx, ty, strict=False):
             if p == q:
                 continue
             try:

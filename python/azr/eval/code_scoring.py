@@ -106,7 +106,9 @@ class EvalPlusScorer:
         todo = [p for p in problems if p.task_id not in self._references]
         if not todo:
             return
-        refs = reference_outputs(self._executor, [(p.reference, self._reference_suite(p)) for p in todo])
+        refs = reference_outputs(
+            self._executor, [(p.reference, self._reference_suite(p)) for p in todo]
+        )
         for p, ref in zip(todo, refs, strict=True):
             if isinstance(ref, ReferenceFailed):
                 self.failed_references[p.task_id] = str(ref)
@@ -151,7 +153,9 @@ class EvalPlusScorer:
         for p, _ in pairs:
             if p.task_id not in self._references:
                 msg = self.failed_references[p.task_id]
-                out.append(CodeVerdict(False, False, error=f"reference failed: {msg}", internal=True))
+                out.append(
+                    CodeVerdict(False, False, error=f"reference failed: {msg}", internal=True)
+                )
                 continue
             r = next(it)
             base = r.passed_slice(0, p.n_base)

@@ -122,7 +122,9 @@ def metrics(bench: BenchmarkResult) -> dict[str, float]:
     n = min(len(s) for s in scored)
     out: dict[str, float] = {"problems": float(len(scored))}
     for k in _ks(n):
-        out[f"pass@{k}"] = 100.0 * mean_pass_at_k([(n, sum(x.passed for x in s[:n])) for s in scored], k)
+        out[f"pass@{k}"] = 100.0 * mean_pass_at_k(
+            [(n, sum(x.passed for x in s[:n])) for s in scored], k
+        )
         if any(x.base_passed is not None for s in scored for x in s):
             counts = [(n, sum(bool(x.base_passed) for x in s[:n])) for s in scored]
             out[f"base_pass@{k}"] = 100.0 * mean_pass_at_k(counts, k)

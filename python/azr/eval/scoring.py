@@ -19,7 +19,7 @@ from .data.problems import CodeProblem, CruxProblem, LcbProblem, MathProblem, Pr
 from .math_scoring import check_math
 from .results import Sample
 
-__all__ = ["Scorer", "extract_program", "extract_prediction"]
+__all__ = ["Scorer", "extract_prediction", "extract_program"]
 
 _MAX_PROGRAM_CHARS = 200_000
 

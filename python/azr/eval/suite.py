@@ -87,6 +87,8 @@ class TestSuite(msgspec.Struct, frozen=True):
     ``json``: a list of JSON texts; for ``stdout``: a list of strings).
     """
 
+    __test__ = False  # not a pytest test class
+
     mode: Mode
     entry_point: str
     inputs: str
@@ -221,6 +223,7 @@ def _bool_list(text: str) -> list[bool]:
 
 
 def _failed(suite: TestSuite, run: Execution, outcome: Outcome, error: str | None) -> SuiteResult:
+    # The same outcome on every input (a pass too, on the identical-output path).
     return SuiteResult((outcome,) * _n_inputs(suite), run.status, error, run.wall_ms)
 
 
@@ -230,6 +233,19 @@ class _Pending(msgspec.Struct):
     index: int
     statuses: list[int]
     job: Job
+
+
+def _identical(suite: TestSuite, value: str) -> bool:
+    """All inputs pass when the report says every call returned and the outputs' text is the
+    expected text itself: identical literals are identical values, so no comparator job is
+    needed. (Plain text equality; nothing is parsed. NaN is never equal to itself, and the
+    special oracles judge something else, so neither takes this path.)"""
+    if suite.oracle or suite.comparison != "evalplus" or "nan" in suite.expected:
+        return False
+    n = _n_inputs(suite)
+    statuses = "[" + ", ".join(["0"] * n) + "]"
+    digested = "[" + ", ".join(map(str, suite.digested)) + "]"
+    return value == f"({statuses}, {suite.expected}, [], {digested})"
 
 
 def _after_run(i: int, suite: TestSuite, run: Execution) -> SuiteResult | _Pending:
@@ -242,6 +258,8 @@ def _after_run(i: int, suite: TestSuite, run: Execution) -> SuiteResult | _Pendi
         return _failed(suite, run, Outcome.ERROR, run.error)
     if run.wall_ms > 1000.0 * (suite.budget_s + _BUDGET_SLACK_S):
         return _failed(suite, run, Outcome.TIMEOUT, "over the problem's time budget")
+    if _identical(suite, run.value):
+        return _failed(suite, run, Outcome.PASSED, None)
     try:
         statuses_text, outputs_text, _, _ = tuple_items(run.value, 4)
         statuses = _int_list(statuses_text)

@@ -20,10 +20,31 @@ from .problems import CodeProblem, DataError
 __all__ = ["load_humaneval_plus", "load_mbpp_plus"]
 
 _CONVERSIONS: dict[str, tuple[int, ...]] = {
-    "args_to_tuples": (2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579)
-    + (596, 616, 630, 726, 740, 744, 809),
-    "args_items_to_tuples": (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614)
-    + (780,),
+    "args_to_tuples": (
+        2,
+        116,
+        132,
+        143,
+        222,
+        261,
+        273,
+        394,
+        399,
+        421,
+        424,
+        429,
+        470,
+        560,
+        579,
+        596,
+        616,
+        630,
+        726,
+        740,
+        744,
+        809,
+    ),
+    "args_items_to_tuples": (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780),
     "first_items_to_tuples": (75, 413, 444, 753),
     "second_to_tuple": (106, 750),
     "first_items_to_sets": (115,),
