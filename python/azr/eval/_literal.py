@@ -74,14 +74,16 @@ def check_literal(text: str) -> ast.Expression:
 
 def tuple_items(text: str, arity: int) -> list[str]:
     """The source texts of the items of a literal tuple of exactly ``arity`` items."""
+    if "\n" in text or "\r" in text:
+        # A repr is one line; anything else did not come from repr.
+        raise NotLiteral("a value text spans several lines")
     tree = check_literal(text)
     body = tree.body
     if not isinstance(body, ast.Tuple) or len(body.elts) != arity:
         raise NotLiteral(f"expected a tuple of {arity} items")
-    items = []
-    for elt in body.elts:
-        segment = ast.get_source_segment(text, elt)
-        if segment is None:  # pragma: no cover - positions are always present after parse
-            raise NotLiteral("no source position")
-        items.append(segment)
-    return items
+    # Offsets are in UTF-8 bytes (ast.get_source_segment is quadratic on long lines).
+    data = text.encode("utf-8", "surrogatepass")
+    return [
+        data[elt.col_offset : elt.end_col_offset].decode("utf-8", "surrogatepass")
+        for elt in body.elts
+    ]
