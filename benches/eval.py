@@ -24,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+Timed = tuple[dict[str, bool], float, float]  # passed per task, reference s, scoring s
+
 _DEFAULT_DATA = (
     Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "eval" / "evalplus"
 ) / "HumanEvalPlus.jsonl.gz"
@@ -49,7 +51,7 @@ def _evalplus_check(args: tuple[Any, ...]) -> tuple[str, str, str]:
     return task_id, stats[0], stats[1]
 
 
-def run_evalplus(path: Path, limit: int | None, workers: int) -> tuple[dict[str, bool], float, float]:
+def run_evalplus(path: Path, limit: int | None, workers: int) -> Timed:
     # The package reads its override variable at import time.
     os.environ["HUMANEVAL_OVERRIDE_PATH"] = str(path)
     from evalplus.data import get_human_eval_plus
@@ -80,7 +82,7 @@ def run_evalplus(path: Path, limit: int | None, workers: int) -> tuple[dict[str,
     return passed, reference_s, scoring_s
 
 
-def run_azr(path: Path, limit: int | None, workers: int) -> tuple[dict[str, bool], float, float]:
+def run_azr(path: Path, limit: int | None, workers: int) -> Timed:
     from azr.eval.code_scoring import EvalPlusScorer
     from azr.eval.data.evalplus import load_humaneval_plus
     from azr.eval.suite import eval_limits
@@ -120,7 +122,9 @@ def main() -> int:
 
     n = len(ours)
     same = sum(ours[t] == theirs.get(t) for t in ours)
-    print(f"HumanEval+ canonical solutions, base + plus inputs: {n} problems, {args.workers} workers")
+    print(
+        f"HumanEval+ canonical solutions, base + plus inputs: {n} problems, {args.workers} workers"
+    )
     print(f"{'evaluator':<26}{'references s':>14}{'scoring s':>12}{'total s':>10}{'passed':>8}")
     rows = [
         ("azr sandbox (isolated)", our_ref, our_score, sum(ours.values())),

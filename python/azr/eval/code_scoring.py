@@ -20,6 +20,7 @@ from azr.executor import Executor
 
 from .data.problems import CodeProblem, CruxProblem, LcbProblem
 from .suite import (
+    Comparison,
     Outcome,
     Reference,
     ReferenceFailed,
@@ -182,10 +183,8 @@ class EvalPlusScorer:
 
 def lcb_suite(p: LcbProblem, test_s: float = LCB_TEST_S) -> TestSuite:
     n = len(p.inputs)
-    if p.mode == "stdio":
-        comparison, expected = "stdout", repr(list(p.outputs))
-    else:
-        comparison, expected = "json", repr(list(p.outputs))
+    comparison: Comparison = "stdout" if p.mode == "stdio" else "json"
+    expected = repr(list(p.outputs))
     return TestSuite(
         mode=p.mode,
         entry_point=p.entry_point,

@@ -391,7 +391,7 @@ def _float_list(text: str) -> list[float]:
         raise NotLiteral("expected a list")
     values = []
     for e in body.elts:
-        if not (isinstance(e, ast.Constant) and type(e.value) in (int, float)):
+        if not (isinstance(e, ast.Constant) and isinstance(e.value, int | float)):
             raise NotLiteral("expected a list of numbers")
         values.append(float(e.value))
     return values

@@ -13,7 +13,7 @@ import gzip
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .problems import DataError, LcbProblem
 
@@ -57,6 +57,7 @@ def _problem(n: int, row: dict[str, Any], where: str) -> LcbProblem:
     if not tests:
         raise DataError(f"{where}: no tests")
     kinds = {t.get("testtype") for t in tests}
+    mode: Literal["stdio", "method"]
     if kinds == {"stdin"}:
         mode, entry = "stdio", ""
     elif kinds == {"functional"}:
