@@ -167,6 +167,7 @@ def test_bad_arguments_exit_2(data_dir: Path, tmp_path: Path, capsys: Any) -> No
     assert main(["eval", "--backend", "sglang", "--data-dir", str(data_dir)]) == 2
 
 
+@pytest.mark.slow
 def test_benchmarks_during_training(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     status = main(
@@ -179,9 +180,9 @@ def test_benchmarks_during_training(data_dir: Path, tmp_path: Path) -> None:
             "--set",
             "run.progress=false",
             "--set",
-            "run.steps=2",
+            "run.steps=1",
             "--set",
-            "run.eval_every=2",
+            "run.eval_every=1",
             "--set",
             'run.eval_benchmarks=["aime24", "humaneval+"]',
             "--set",
@@ -195,9 +196,8 @@ def test_benchmarks_during_training(data_dir: Path, tmp_path: Path) -> None:
     assert status == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     by_step = {r.get("step"): r for r in records}
-    assert by_step[2]["eval/aime24"] == 0.0 and by_step[2]["eval/humaneval+"] == 0.0
-    assert "eval/overall" in by_step[2]
-    assert "eval/aime24" not in by_step[1]
+    assert by_step[1]["eval/aime24"] == 0.0 and by_step[1]["eval/humaneval+"] == 0.0
+    assert "eval/overall" in by_step[1]
 
 
 def test_unknown_training_benchmark_is_a_config_error() -> None:
