@@ -5,6 +5,7 @@
     azr seed --out FILE [--config FILE.toml] [--preset NAME] [--set key=value ...]
               (run only the seeding stage and write its buffers; see azr.seeds)
     azr serve [--host HOST] [--port PORT] [...]      (the HTTP reward service; see azr serve -h)
+    azr eval --model PATH --benchmarks humaneval+,aime24,... [...]   (see azr eval -h)
 
 The configuration is resolved (see :mod:`azr.config`) and checked completely, against the
 machine too (:mod:`azr.config_checks`), before anything starts; a configuration error exits with
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_arguments(seed)
     # Listed for help only: main() hands `serve` and its arguments to azr.serve's own parser.
     commands.add_parser("serve", help="run the HTTP reward service (see azr serve -h)")
+    commands.add_parser("eval", help="score a model on the paper's benchmarks (see azr eval -h)")
     return parser
 
 
@@ -148,6 +150,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from azr.serve.cli import main as serve_main
 
         return serve_main(argv[1:], prog="azr serve")
+    if argv[:1] == ["eval"]:
+        from azr.eval.cli import main as eval_main
+
+        return eval_main(argv[1:], prog="azr eval")
     args = _parser().parse_args(argv)
     from azr.config import config_to_json, load_config
     from azr.config_checks import check_config

@@ -214,6 +214,9 @@ class RunConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True)
     steps (and after the last), keeping the newest ``keep_checkpoints``. Metrics go to
     ``output_dir/metrics.jsonl`` (and TensorBoard when ``tensorboard`` and it is installed).
     ``grace_period_s`` bounds how long a stop (Ctrl-C, SIGTERM) lets running work finish.
+    Every ``eval_every`` steps (0: never) the run's evaluation hooks run on the current policy;
+    ``eval_benchmarks`` names ``azr eval`` benchmarks for one of them (greedy pass@1, logged as
+    ``eval/<benchmark>``), read from ``eval_data_dir``, the first ``eval_limit`` problems each.
     """
 
     steps: int = 1000
@@ -227,11 +230,19 @@ class RunConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True)
     tensorboard: bool = True
     torch_threads: int | None = None
     grace_period_s: float = 5.0
+    eval_every: int = 0
+    eval_benchmarks: tuple[str, ...] = ()
+    eval_data_dir: str = "data/eval"
+    eval_limit: int | None = None
+    eval_max_new_tokens: int = 1024
 
     def __post_init__(self) -> None:
         _require(
             [
                 (self.steps >= 0, "steps must be >= 0"),
+                (self.eval_every >= 0, "eval_every must be >= 0"),
+                (self.eval_limit is None or self.eval_limit >= 1, "eval_limit must be >= 1"),
+                (self.eval_max_new_tokens >= 1, "eval_max_new_tokens must be >= 1"),
                 (self.checkpoint_every >= 1, "checkpoint_every must be >= 1"),
                 (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
                 (self.max_staleness >= 1, "max_staleness must be >= 1"),
@@ -269,6 +280,13 @@ class Config(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
                 ),
             ]
         )
+        if self.run.eval_benchmarks:
+            from azr.eval.benchmarks import parse_benchmarks
+
+            try:
+                parse_benchmarks(self.run.eval_benchmarks)
+            except ValueError as e:
+                raise ConfigError(f"run.eval_benchmarks: {e}") from None
 
     @property
     def solver_rollouts(self) -> int:

@@ -275,6 +275,31 @@ def _sampling(config: Config) -> SamplingParams:
     )
 
 
+async def _benchmark_hook(system: ActorSystem, config: Config, backend: Any, learner: Any) -> Any:
+    """``azr eval``'s benchmarks on the run's own backend every run.eval_every steps, or None."""
+    run = config.run
+    if not (run.eval_every and run.eval_benchmarks):
+        return None
+    from azr.eval.during_training import BenchmarkEvaluator, benchmark_hook
+
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[BenchmarkEvaluator]:
+        evaluator = BenchmarkEvaluator(
+            run.eval_benchmarks,
+            data_dir=run.eval_data_dir,
+            limit=run.eval_limit,
+            max_new_tokens=run.eval_max_new_tokens,
+            template=_template(config),
+        )
+        try:
+            yield evaluator
+        finally:
+            evaluator.close()
+
+    evaluator = await system.enter_async_context(opened())
+    return benchmark_hook(evaluator, backend, learner.tokenizer)
+
+
 @asynccontextmanager
 async def _open_backend(backend: Any) -> AsyncIterator[Any]:
     try:
@@ -498,6 +523,7 @@ async def _train(
                     system, config, learner, resumed, out_dir
                 )
             await system.enter_async_context(_open_backend(backend))
+            evaluate = await _benchmark_hook(system, config, backend, learner)
 
             chunks = -(-config.selfplay.batch_size // gen.chunk_size) * 3
             coordinator_inbox = system.open_mailbox(CoordinatorEvent, 64, name="coordinator")
@@ -586,6 +612,7 @@ async def _train(
                     start_step=start_step,
                     seeded=seeded,
                     config_json=config_json,
+                    evaluate=evaluate,
                 ),
                 mailboxes=[coordinator_inbox],
             )

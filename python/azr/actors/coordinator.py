@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Final, TypeVar
 
 import msgspec
@@ -412,8 +412,11 @@ class Coordinator:
         start_step: int = 0,
         seeded: bool = False,
         config_json: bytes = b"{}",
+        evaluate: Callable[[int], Awaitable[dict[str, float]]] | None = None,
     ) -> None:
         self.config = config
+        # Called every run.eval_every steps; its metrics join the step's (e.g. eval/<bench>).
+        self._evaluate = evaluate
         self._inbox = inbox
         self._proposer = proposer
         self._solver = solver
@@ -566,6 +569,9 @@ class Coordinator:
         if data.rollout_seconds > 0:
             metrics["executor/executions_per_s"] = executions / data.rollout_seconds
         metrics.update(_system_metrics(ctx))
+        every = self.config.run.eval_every
+        if self._evaluate is not None and every and data.step > 0 and data.step % every == 0:
+            metrics.update(await self._evaluate(data.step))
         summary = _summary(data.step, self.config.run.steps, metrics)
         report = StepReport(step=data.step, metrics=metrics, summary=summary, checkpoint=checkpoint)
         await tell(self._reports, report)

@@ -1,0 +1,1 @@
+"""Benchmark evaluation (``azr eval``)."""

@@ -1,0 +1,1 @@
+"""Benchmark loaders: one module per upstream format."""
