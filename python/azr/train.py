@@ -61,6 +61,7 @@ from azr.verify import Verifier
 __all__ = ["METRICS_FILE", "RunOutput", "TrainResult", "train", "train_async"]
 
 METRICS_FILE: Final = "metrics.jsonl"
+SAMPLES_FILE: Final = "samples.jsonl"
 
 
 class TrainResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +102,10 @@ class RunOutput:
         elif resume_step is None:
             self.path.unlink(missing_ok=True)
         self._file = self.path.open("ab")
+        samples_path = output_dir / SAMPLES_FILE
+        if resume_step is None:
+            samples_path.unlink(missing_ok=True)
+        self._samples = samples_path.open("ab")
         self._bars: dict[tuple[int, str], Any] = {}
         self._tqdm: Any = None
         if progress and sys.stderr.isatty():
@@ -148,6 +153,9 @@ class RunOutput:
         record.update(report.metrics)
         self._file.write(self._encoder.encode(record) + b"\n")
         self._file.flush()
+        if report.samples:
+            self._samples.write(b"".join(self._encoder.encode(s) + b"\n" for s in report.samples))
+            self._samples.flush()
         if self._tb is not None:
             for key, value in report.metrics.items():
                 self._tb.add_scalar(key, value, report.step)
@@ -161,6 +169,7 @@ class RunOutput:
         for bar in self._bars.values():
             bar.close()
         self._file.close()
+        self._samples.close()
         if self._tb is not None:
             self._tb.close()
 
@@ -386,12 +395,17 @@ async def train_async(
         start_step, seeded = resumed.state.step, resumed.state.seeded
     else:
         model = config.model
+        model_path = model.path
+        if model.base is not None:
+            from azr.pretrain import resolve_base
+
+            model_path = str(await trio.to_thread.run_sync(resolve_base, model.base))
         learner = await trio.to_thread.run_sync(
             partial(
                 Learner.from_pretrained,
-                model.path,
+                model_path,
                 config.learner,
-                spec=model.tiny if model.path is None else None,
+                spec=model.tiny if model_path is None else None,
                 seed=model.init_seed,
             )
         )
@@ -399,6 +413,11 @@ async def train_async(
         buffers = Buffers(rng, capacity=config.selfplay.buffer_capacity)
         start_step, seeded = 0, False
 
+    eval_tasks: tuple[Any, ...] = ()
+    if run.eval_every > 0:
+        from azr.eval.heldout import load_heldout_tasks
+
+        eval_tasks = await trio.to_thread.run_sync(load_heldout_tasks, config.verifier)
     tokenizer = learner.tokenizer
     prompt_format = PromptFormat(_template(config), tokenizer)
     sampling = _sampling(config)
@@ -511,6 +530,7 @@ async def train_async(
                     start_step=start_step,
                     seeded=seeded,
                     config_json=config_json,
+                    eval_tasks=eval_tasks,
                 ),
                 mailboxes=[coordinator_inbox],
             )
@@ -523,6 +543,7 @@ async def train_async(
                     finished = report
     finally:
         output.close()
+    _report_end(config, out_dir, output.path, console)
     latest = store.latest()
     return TrainResult(
         completed=finished is not None,
@@ -532,6 +553,25 @@ async def train_async(
         checkpoint=str(latest) if latest is not None else None,
         stop_reason=system.stop_reason if system is not None and finished is None else None,
     )
+
+
+def _report_end(config: Config, out_dir: Path, metrics: Path, console: IO[str]) -> None:
+    """The held-out before -> after summary and the curves, when the run asked for them."""
+    if config.run.eval_every > 0:
+        from azr.eval.heldout import run_summary
+
+        text = run_summary(metrics)
+        if text:
+            print(text, file=console, flush=True)
+    if config.run.curves:
+        from azr.plot import plot_runs
+
+        try:
+            written = plot_runs([out_dir], out_dir / "curves.png")
+        except ImportError:
+            print("matplotlib is not installed; no curves.png", file=sys.stderr)
+        else:
+            print(f"curves: {written}", file=console, flush=True)
 
 
 def train(

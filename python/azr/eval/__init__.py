@@ -1,0 +1,1 @@
+"""Evaluation of a policy (held-out tasks at CPU scale: :mod:`azr.eval.heldout`)."""
