@@ -129,12 +129,14 @@ def build(
 ) -> TrainLog:
     """Build the base model of ``recipe`` into ``out`` (replaced atomically)."""
     import torch
+    import transformers
 
     from azr.models.loading import save_model
     from azr.models.tiny import build_tiny_model
     from azr.pretrain.tokenizer import train_tokenizer
     from azr.pretrain.training import pack, train_model
 
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     out = Path(out)
     started = time.perf_counter()
     docs = load_corpus(recipe)

@@ -94,7 +94,8 @@ def train_model(
     per_epoch = math.ceil(len(rows) / spec.batch_rows)
     total = max(1, round(per_epoch * spec.epochs))
     steps = total if max_steps is None else min(total, max_steps)
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         (decay if p.ndim >= 2 and "norm" not in name else no_decay).append(p)
     opt = torch.optim.AdamW(
