@@ -372,7 +372,7 @@ def _cpu_base() -> dict[str, Any]:
             "tensorboard": False,
             "eval_every": 5,
             "samples_per_step": 2,
-            "time_limit_s": 270.0,
+            "time_limit_s": 240.0,
             "curves": True,
         },
     }

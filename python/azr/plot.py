@@ -1,8 +1,8 @@
 """Learning curves of one or more runs (``azr plot RUN_DIR...``, and ``curves.png`` of a run).
 
-Four panels against the step: rewards (solver and proposer, averaged over the three task
-types), solver accuracy, proposal validity and held-out accuracy, each per task type. Runs are
-told apart by colour, task types by line style, so several runs overlay on one figure.
+Four panels against the step, each per task type: solver reward, solver accuracy on the
+training tasks, proposal validity and held-out accuracy. Several runs overlay on one figure:
+runs are told apart by colour, task types by line style.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def plot_runs(run_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike
                 if x:
                     label = f"{name} {t}" if len(run_dirs) > 1 else t
                     marker = "." if len(x) < 30 else None
-                    ax.plot(x, y, _STYLES[t], color=color, label=label, marker=marker)
+                    # One run: a colour per type; several: a colour per run, a style per type.
+                    c = colors[_TYPES.index(t)] if len(run_dirs) == 1 else color
+                    ax.plot(x, y, _STYLES[t], color=c, label=label, marker=marker)
             ax.set_title(title)
             ax.grid(alpha=0.3)
     for ax in axes.flat:
