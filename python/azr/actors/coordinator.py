@@ -41,7 +41,7 @@ from typing import Final, TypeVar
 import msgspec
 import trio
 
-from azr.actors._common import derive_seed, tell
+from azr.actors._common import SampleSource, derive_seed, sample_records, tell
 from azr.actors.messages import (
     CONFIG_FILE,
     STATE_FILE,
@@ -81,7 +81,6 @@ from azr.actors.messages import (
     TrainStep,
     WorkId,
 )
-from azr.actors.samples import SampleSource, sample_records
 from azr.config import Config
 from azr.eval.heldout import heldout_metrics, is_heldout
 from azr.rewards import RewardConfig, propose_reward, solve_rate
