@@ -9,10 +9,11 @@ RUST_SOURCES := $(shell find rust -type f \( -name '*.rs' -o -name '*.py' -o -na
 
 .PHONY: run test setup build lint typecheck cargo-test pytest bench clean
 
-# A few self-play steps of the tiny model on the CPU, in a fresh output folder each time.
-RUN_DIR ?= runs/tiny-cpu-$(shell date +%Y%m%d-%H%M%S)
+# About five minutes of self-play from the in-house base model on the CPU, in a fresh output
+# folder each time: per-step validity and accuracy, held-out before -> after, curves.png.
+RUN_DIR ?= runs/cpu-base-$(shell date +%Y%m%d-%H%M%S)
 run: build
-	$(BIN)/azr train --preset tiny-cpu --set run.output_dir=$(RUN_DIR)
+	$(BIN)/azr train --preset cpu-base --set run.output_dir=$(RUN_DIR)
 
 test: build lint typecheck cargo-test pytest
 

@@ -31,7 +31,7 @@ def test_the_paper_preset_needs_a_model_and_has_the_papers_schedule() -> None:
     assert config.solver_rollouts == 8
     assert config.learner.lr == 1e-6
     assert config.run.mode == "sync"
-    assert set(PRESETS) == {"tiny-cpu", "paper"}
+    assert set(PRESETS) == {"tiny-cpu", "cpu-base", "paper"}
 
 
 def test_the_paper_preset_matches_its_readme_table() -> None:

@@ -6,6 +6,8 @@
               (run only the seeding stage and write its buffers; see azr.seeds)
     azr serve [--host HOST] [--port PORT] [...]      (the HTTP reward service; see azr serve -h)
     azr eval --model PATH --benchmarks humaneval+,aime24,... [...]   (see azr eval -h)
+    azr pretrain [--recipe NAME] [--out DIR]         (build the in-house base model)
+    azr plot RUN_DIR... [--out FILE.png]             (overlay the learning curves of runs)
 
 The configuration is resolved (see :mod:`azr.config`) and checked completely, against the
 machine too (:mod:`azr.config_checks`), before anything starts; a configuration error exits with
@@ -75,6 +77,22 @@ def _parser() -> argparse.ArgumentParser:
     # Listed for help only: main() hands `serve` and its arguments to azr.serve's own parser.
     commands.add_parser("serve", help="run the HTTP reward service (see azr serve -h)")
     commands.add_parser("eval", help="score a model on the paper's benchmarks (see azr eval -h)")
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="build the in-house base model from its recipe",
+        description="Generate the corpus, train the tokenizer and the model of a recipe, and "
+        "write a model directory (default: the recipe's cache entry, used by model.base).",
+    )
+    pretrain.add_argument("--recipe", default="cpu-base", help="recipe name (default cpu-base)")
+    pretrain.add_argument("--out", metavar="DIR", help="write the model directory here instead")
+    plot = commands.add_parser(
+        "plot",
+        help="draw the learning curves of one or more runs, overlaid",
+        description="Rewards, solver accuracy, proposal validity and held-out accuracy per "
+        "task type against the step, from each RUN_DIR/metrics.jsonl.",
+    )
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--out", default="curves.png", metavar="FILE", help="image to write")
     return parser
 
 
@@ -109,6 +127,31 @@ def _seed(config: Any, out: str) -> int:
         return _EXIT_FAILED
     sizes = f"{len(seeds.deduction)}/{len(seeds.abduction)}/{len(seeds.induction)}"
     print(f"seed file: {out} (deduction/abduction/induction entries {sizes})")
+    return 0
+
+
+def _pretrain(recipe_name: str, out: str | None) -> int:
+    from azr.pretrain.recipe import RECIPES, build, cache_root, recipe_hash
+
+    recipe = RECIPES.get(recipe_name)
+    if recipe is None:
+        known = ", ".join(sorted(RECIPES))
+        print(f"azr: unknown recipe {recipe_name!r} (known: {known})", file=sys.stderr)
+        return _EXIT_CONFIG
+    target = out or str(cache_root() / f"{recipe.name}-{recipe_hash(recipe)}")
+    build(recipe, target)
+    return 0
+
+
+def _plot(run_dirs: Sequence[str], out: str) -> int:
+    from azr.plot import plot_runs
+
+    try:
+        written = plot_runs(run_dirs, out)
+    except FileNotFoundError as exc:
+        print(f"azr: {exc}", file=sys.stderr)
+        return _EXIT_FAILED
+    print(written)
     return 0
 
 
@@ -155,6 +198,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
         return eval_main(argv[1:], prog="azr eval")
     args = _parser().parse_args(argv)
+    if args.command == "pretrain":
+        return _pretrain(args.recipe, args.out)
+    if args.command == "plot":
+        return _plot(args.run_dirs, args.out)
     from azr.config import config_to_json, load_config
     from azr.config_checks import check_config
 

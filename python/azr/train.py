@@ -73,6 +73,7 @@ from azr.verify import Verifier
 __all__ = ["METRICS_FILE", "RunOutput", "TrainResult", "train", "train_async"]
 
 METRICS_FILE: Final = "metrics.jsonl"
+SAMPLES_FILE: Final = "samples.jsonl"
 
 
 class TrainResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,6 +116,10 @@ class RunOutput:
         elif resume_step is None:
             self.path.unlink(missing_ok=True)
         self._file = self.path.open("ab")
+        samples_path = output_dir / SAMPLES_FILE
+        if resume_step is None:
+            samples_path.unlink(missing_ok=True)
+        self._samples = samples_path.open("ab")
         self._bars: dict[tuple[int, str], Any] = {}
         self._tqdm: Any = None
         if progress and sys.stderr.isatty():
@@ -166,6 +171,11 @@ class RunOutput:
             if report.checkpoint is not None:
                 # Durable before ``latest`` names the checkpoint: the step is committed.
                 os.fsync(self._file.fileno())
+            if report.samples:
+                self._samples.write(
+                    b"".join(self._encoder.encode(s) + b"\n" for s in report.samples)
+                )
+                self._samples.flush()
         if self._tb is not None:
             for key, value in report.metrics.items():
                 self._tb.add_scalar(key, value, report.step)
@@ -179,6 +189,7 @@ class RunOutput:
         for bar in self._bars.values():
             bar.close()
         self._file.close()
+        self._samples.close()
         if self._tb is not None:
             self._tb.close()
 
@@ -483,12 +494,17 @@ async def _train(
         start_step, seeded = resumed.state.step, resumed.state.seeded
     else:
         model = config.model
+        model_path = model.path
+        if model.base is not None:
+            from azr.pretrain import resolve_base
+
+            model_path = str(await trio.to_thread.run_sync(resolve_base, model.base))
         learner = await trio.to_thread.run_sync(
             partial(
                 Learner.from_pretrained,
-                model.path,
+                model_path,
                 config.learner,
-                spec=model.tiny if model.path is None else None,
+                spec=model.tiny if model_path is None else None,
                 seed=model.init_seed,
             ),
             abandon_on_cancel=True,
@@ -499,6 +515,11 @@ async def _train(
             await trio.to_thread.run_sync(_load_seed_file, config, buffers)
         start_step, seeded = 0, False
 
+    eval_tasks: tuple[Any, ...] = ()
+    if run.eval_every > 0:
+        from azr.eval.heldout import load_heldout_tasks
+
+        eval_tasks = await trio.to_thread.run_sync(load_heldout_tasks, config.verifier)
     tokenizer = learner.tokenizer
     prompt_format = PromptFormat(_template(config), tokenizer)
     sampling = _sampling(config)
@@ -613,6 +634,7 @@ async def _train(
                     seeded=seeded,
                     config_json=config_json,
                     evaluate=evaluate,
+                    eval_tasks=eval_tasks,
                 ),
                 mailboxes=[coordinator_inbox],
             )
@@ -632,6 +654,7 @@ async def _train(
         output.close()
     if finished is not None and on_buffers is not None:
         on_buffers(buffers)
+    _report_end(config, out_dir, output.path, console)
     latest = store.latest()
     return TrainResult(
         completed=finished is not None,
@@ -642,6 +665,25 @@ async def _train(
         stop_reason=system.stop_reason if system is not None and finished is None else None,
         checkpoint_step=store.published() if latest is not None else None,
     )
+
+
+def _report_end(config: Config, out_dir: Path, metrics: Path, console: IO[str]) -> None:
+    """The held-out before -> after summary and the curves, when the run asked for them."""
+    if config.run.eval_every > 0:
+        from azr.eval.heldout import run_summary
+
+        text = run_summary(metrics)
+        if text:
+            print(text, file=console, flush=True)
+    if config.run.curves:
+        from azr.plot import plot_runs
+
+        try:
+            written = plot_runs([out_dir], out_dir / "curves.png")
+        except ImportError:
+            print("matplotlib is not installed; no curves.png", file=sys.stderr)
+        else:
+            print(f"curves: {written}", file=console, flush=True)
 
 
 def train(

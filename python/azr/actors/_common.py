@@ -1,27 +1,33 @@
-"""What the generating actors share: prompt templates, rollouts from a backend, sends, seeds."""
+"""What the actors share: prompt templates, rollouts from a backend, sends, seeds, and the
+records of ``samples.jsonl``."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 import trio
 
-from azr.actors.messages import GenerationStats, Rollout, VerifierWork, WorkId
+from azr.actors.messages import GenerationStats, Rollout, SampleRecord, VerifierWork, WorkId
 from azr.generation.base import Completion, SamplingParams
 from azr.models.tokenizer import Tokenizer
 from azr.runtime import ActorContext, Mailbox
+from azr.tasks.parsing import extract_answer
+from azr.tasks.prompts import propose_prompt, solve_prompt
+from azr.tasks.types import ProposeRequest, Reason, SolveTask, TaskType
 
 __all__ = [
     "ANSWER_STOP",
     "GenerationActor",
     "Generator",
     "PromptFormat",
+    "SampleSource",
     "derive_seed",
     "generate_rollouts",
+    "sample_records",
     "serve",
     "tell",
 ]
@@ -230,3 +236,41 @@ class GenerationActor(Generic[ChunkT]):
 
     async def handle(self, chunk: ChunkT) -> None:
         raise NotImplementedError
+
+
+# -- samples.jsonl: what people read when a run misbehaves ---------------------------------
+
+SampleRole = Literal["propose", "solve"]
+SampleSource = tuple[
+    TaskType, SampleRole, ProposeRequest | SolveTask | None, str, Reason, float | None
+]
+"""(task type, role, request or task, response text, reason code, reward or None)."""
+
+
+def _prompt(source: ProposeRequest | SolveTask | None) -> str:
+    if source is None:
+        return ""
+    if isinstance(source, ProposeRequest):
+        return propose_prompt(source)
+    return solve_prompt(source)
+
+
+def sample_records(step: int, sources: Iterable[SampleSource]) -> tuple[SampleRecord, ...]:
+    """One record per source, in order."""
+    out = []
+    for task_type, role, source, text, reason, reward in sources:
+        answer = extract_answer(text)
+        out.append(
+            SampleRecord(
+                step=step,
+                stage=role,
+                task_type=task_type,
+                role=role,
+                prompt=_prompt(source),
+                response=text,
+                answer=answer if isinstance(answer, str) else "",
+                reason=reason,
+                reward=reward,
+            )
+        )
+    return tuple(out)

@@ -43,7 +43,7 @@ from typing import Final, TypeVar
 import msgspec
 import trio
 
-from azr.actors._common import derive_seed, tell
+from azr.actors._common import SampleSource, derive_seed, sample_records, tell
 from azr.actors.messages import (
     CONFIG_FILE,
     STATE_FILE,
@@ -85,6 +85,7 @@ from azr.actors.messages import (
 )
 from azr.config import Config
 from azr.intrinsic import AnswerCounts, proposal_bonus
+from azr.eval.heldout import heldout_metrics, is_heldout
 from azr.rewards import RewardConfig, propose_reward, solve_rate
 from azr.rl.batch import Sample, TrainBatch
 from azr.rl.batch import TaskType as TaskName
@@ -157,6 +158,7 @@ class ProposalRecord(msgspec.Struct, kw_only=True):
     learnability: list[Reason] | None = None
     bonus: float = 0.0
     """Intrinsic rewards (``rewards.intrinsic``), added when the learnability is positive."""
+    request: ProposeRequest | None = None
 
 
 class SolveRecord(msgspec.Struct, kw_only=True):
@@ -164,6 +166,7 @@ class SolveRecord(msgspec.Struct, kw_only=True):
 
     rollout: Rollout
     verdict: Verdict
+    task: SolveTask | None = None
 
 
 class _StageClock(msgspec.Struct):
@@ -413,6 +416,7 @@ class Coordinator:
         seeded: bool = False,
         config_json: bytes = b"{}",
         evaluate: Callable[[int], Awaitable[dict[str, float]]] | None = None,
+        eval_tasks: Sequence[SolveTask] = (),
     ) -> None:
         self.config = config
         # Called every run.eval_every steps; its metrics join the step's (e.g. eval/<bench>).
@@ -433,6 +437,10 @@ class Coordinator:
         # Answers of the admitted tasks, for the diversity bonus (rebuilt from nothing on resume).
         self._answers = {t: AnswerCounts() for t in ALL_TASK_TYPES}
         self._types = active_task_types(config)
+        self._eval_tasks = tuple(eval_tasks)
+        self._step_seconds: list[float] = []
+        self._steps_started: float | None = None
+        self._last_step: int | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -490,7 +498,9 @@ class Coordinator:
     async def _drive(self, ctx: ActorContext) -> None:
         cfg = self.config.run
         if not self._seeded:
-            await self._seed(ctx)
+            initial = await self._evaluate(0) if self._eval_due(0) else {}
+            await self._seed(ctx, initial)
+        self._steps_started = time.perf_counter()
         lookback = 0 if cfg.mode == "sync" else cfg.max_staleness
         trained: dict[int, trio.Event] = {}
         previous = trio.Event()
@@ -501,6 +511,8 @@ class Coordinator:
                     await previous.wait()
                 elif (gate := step - 1 - lookback) in trained:
                     await trained[gate].wait()
+                if self._last_step is not None:
+                    break  # out of time: the step that ended the run was evaluated as the last
                 data = await self._rollout(step)
                 trained[step] = trio.Event()
                 done = trio.Event()
@@ -525,7 +537,52 @@ class Coordinator:
                     done,
                 )
                 previous = done
-        await tell(self._reports, RunFinished(steps=cfg.steps, checkpoint=self._last_checkpoint))
+        steps = cfg.steps if self._last_step is None else self._last_step
+        await tell(self._reports, RunFinished(steps=steps, checkpoint=self._last_checkpoint))
+
+    # -- held-out evaluation and the time limit -----------------------------------------
+
+    def _eval_due(self, step: int) -> bool:
+        every = self.config.run.eval_every
+        return bool(self._eval_tasks) and every > 0 and step % every == 0
+
+    def _out_of_time(self) -> bool:
+        """Whether the time limit leaves no room for another step of the average length so
+        far (the run's steps only: seeding and the first evaluation are not counted)."""
+        limit = self.config.run.time_limit_s
+        if limit is None or self._steps_started is None or not self._step_seconds:
+            return False
+        elapsed = time.perf_counter() - self._steps_started
+        mean = sum(self._step_seconds) / len(self._step_seconds)
+        return elapsed + mean > limit
+
+    async def _evaluate(self, step: int) -> dict[str, float]:
+        """Greedy answers of the current policy to the held-out tasks, checked by the verifier
+        like any solution (never trained on, never admitted anywhere)."""
+        tasks = self._eval_tasks
+        size = self.config.generation.torch.max_batch_size
+        verdicts: dict[int, Verdict] = {}
+        async with trio.open_nursery() as nursery:
+            for t in TASK_TYPES:
+                indices = [i for i, x in enumerate(tasks) if x.task_type is t]
+                for first, part in _chunks(indices, size):
+                    work = WorkId(step=step, stage="eval", task_type=t, chunk=first)
+                    waiter = self._expect(("work", work))
+
+                    async def collect(waiter: _Waiter = waiter, part: Sequence[int] = part) -> None:
+                        event = _expect_type(await waiter.wait(), SolutionsChecked)
+                        verdicts.update(zip(part, event.verdicts, strict=True))
+
+                    nursery.start_soon(collect)
+                    chunk = SolveChunk(
+                        work=work,
+                        tasks=tuple(tasks[i] for i in part),
+                        n=1,
+                        seed=derive_seed(self.config.run.seed, work),
+                        greedy=True,
+                    )
+                    await self._solver.send(chunk)
+        return heldout_metrics(tasks, [verdicts[i] for i in range(len(tasks))])
 
     def _checkpoint_due(self, step: int) -> bool:
         cfg = self.config.run
@@ -563,6 +620,14 @@ class Coordinator:
         metrics = step_metrics(data, self.config.rewards, result)
         metrics["time/checkpoint"] = save_seconds
         metrics["time/step"] = time.perf_counter() - data.started
+        self._step_seconds.append(metrics["time/step"])
+        final = data.step == self.config.run.steps or self._out_of_time()
+        if final:
+            self._last_step = data.step
+        if self._eval_due(data.step) or (final and self._eval_tasks):
+            evaluated = time.perf_counter()
+            metrics.update(await self._evaluate(data.step))
+            metrics["time/eval"] = time.perf_counter() - evaluated
         executions = data.executions - self._executions
         self._executions = max(self._executions, data.executions)
         metrics["executor/executions"] = float(executions)
@@ -573,13 +638,16 @@ class Coordinator:
         if self._evaluate is not None and every and data.step > 0 and data.step % every == 0:
             metrics.update(await self._evaluate(data.step))
         summary = _summary(data.step, self.config.run.steps, metrics)
-        report = StepReport(step=data.step, metrics=metrics, summary=summary, checkpoint=checkpoint)
+        samples = sample_records(data.step, _sample_sources(data, self.config))
+        report = StepReport(
+            step=data.step, metrics=metrics, summary=summary, checkpoint=checkpoint, samples=samples
+        )
         await tell(self._reports, report)
         done.set()
 
     # -- seeding --------------------------------------------------------------------------
 
-    async def _seed(self, ctx: ActorContext) -> None:
+    async def _seed(self, ctx: ActorContext, initial: dict[str, float]) -> None:
         sp = self.config.selfplay
         started = time.perf_counter()
         described = await self._ask_buffer(
@@ -620,6 +688,7 @@ class Coordinator:
         }
         metrics["seed/rounds"] = float(rounds)
         metrics["time/seed"] = data.rollout_seconds
+        metrics.update(initial)
         self._executions = data.executions
         sizes = "/".join(str(stats.size) for t in self._types if (stats := state.of(t)))
         summary = (
@@ -651,6 +720,8 @@ class Coordinator:
                 if index < since:
                     continue
                 verdict = record.verdict
+                if self._eval_tasks and verdict.valid and _held_out(verdict):
+                    continue  # the evaluation's tasks never enter the buffers
                 if verdict.valid and verdict.triplet is not None:
                     triplets[t].append(verdict.triplet)
                 elif verdict.valid and verdict.induction is not None:
@@ -762,7 +833,10 @@ class Coordinator:
             zip(event.work.rollouts, event.verdicts, strict=True)
         ):
             records[first + offset] = ProposalRecord(
-                rollout=rollout, verdict=verdict, bonus=self._bonus(t, verdict)
+                rollout=rollout,
+                verdict=verdict,
+                bonus=self._bonus(t, verdict),
+                request=event.work.chunk.requests[offset],
             )
         progress[0] += len(event.verdicts)
         progress_report = StageProgress(
@@ -842,11 +916,33 @@ class Coordinator:
         for offset, (rollout, verdict) in enumerate(
             zip(event.work.rollouts, event.verdicts, strict=True)
         ):
-            records[first + offset] = SolveRecord(rollout=rollout, verdict=verdict)
+            records[first + offset] = SolveRecord(
+                rollout=rollout, verdict=verdict, task=event.work.chunk.tasks[offset]
+            )
         progress[0] += len(event.verdicts)
         self._report_nowait(
             StageProgress(step=data.step, stage="solve", done=progress[0], total=total)
         )
+
+
+def _sample_sources(data: StepData, config: Config) -> list[SampleSource]:
+    """The first ``run.samples_per_step`` responses per task type and role, in index order."""
+    k = config.run.samples_per_step
+    out: list[SampleSource] = []
+    for t in TASK_TYPES:
+        for _, p in sorted(data.proposals.get(t, {}).items())[:k]:
+            reward = proposal_reward(p, config.rewards)
+            out.append((t, "propose", p.request, p.rollout.text, p.verdict.reason, reward))
+        for _, r in sorted(data.solves.get(t, {}).items())[:k]:
+            v = r.verdict
+            reward = v.reward if v.scored else None
+            out.append((t, "solve", r.task, r.rollout.text, v.reason, reward))
+    return out
+
+
+def _held_out(verdict: ProposalVerdict) -> bool:
+    task = verdict.triplet or verdict.induction
+    return task is not None and is_heldout(task.program)
 
 
 def _count_generation(

@@ -57,6 +57,7 @@ __all__ = [
     "RngState",
     "Rollout",
     "RunFinished",
+    "SampleRecord",
     "SampleSolveTasks",
     "SaveCheckpoint",
     "SnapshotBuffers",
@@ -79,10 +80,11 @@ STATE_FILE: Final = "state.json"
 CONFIG_FILE: Final = "config.json"
 """The run's resolved configuration, beside it."""
 
-Stage = Literal["seed", "propose", "learnability", "solve"]
+Stage = Literal["seed", "propose", "learnability", "solve", "eval"]
 """What a piece of generation work is for: ``seed`` proposals fill the buffers before training
 (never trained on); ``propose`` proposals are trained on; ``learnability`` rollouts only score
-proposals; ``solve`` rollouts are trained on."""
+proposals; ``solve`` rollouts are trained on; ``eval`` answers held-out tasks (never trained
+on)."""
 
 
 class _Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,12 +139,14 @@ class ProposeChunk(_Message, frozen=True):
 
 
 class SolveChunk(_Message, frozen=True):
-    """For the solver: ``n`` responses to each task. ``seed`` seeds the sampling."""
+    """For the solver: ``n`` responses to each task. ``seed`` seeds the sampling; ``greedy``
+    decodes at temperature 0 instead of the run's sampling temperature (evaluation)."""
 
     work: WorkId
     tasks: tuple[SolveTask, ...]
     n: int
     seed: int
+    greedy: bool = False
 
 
 class VerifierWork(_Message, frozen=True, tag_field="kind"):
@@ -394,6 +398,23 @@ class StepReport(Report, frozen=True, tag="step"):
     metrics: dict[str, float]
     summary: str
     checkpoint: str | None = None
+    samples: tuple[SampleRecord, ...] = ()
+
+
+class SampleRecord(_Message, frozen=True):
+    """One response of a step as people read it when a run misbehaves (``samples.jsonl``):
+    the prompt (without the turn template), the response, the extracted answer, the verdict's
+    reason code and the reward (None when unscored)."""
+
+    step: int
+    stage: Stage
+    task_type: TaskType
+    role: Literal["propose", "solve"]
+    prompt: str
+    response: str
+    answer: str
+    reason: Reason
+    reward: float | None
 
 
 class RunFinished(Report, frozen=True, tag="finished"):

@@ -23,6 +23,8 @@ class Solver(GenerationActor[SolveChunk]):
     async def handle(self, chunk: SolveChunk) -> None:
         """Generate ``chunk.n`` answers per task and hand them to the verifier."""
         params = msgspec.structs.replace(self._sampling, n=chunk.n, seed=chunk.seed)
+        if chunk.greedy:
+            params = msgspec.structs.replace(params, temperature=0.0)
         prompts = [solve_prompt(task) for task in chunk.tasks]
         rollouts, stats = await generate_rollouts(
             self._backend, self._tokenizer, self._format, prompts, params

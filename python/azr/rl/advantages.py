@@ -1,4 +1,4 @@
-"""Task-relative REINFORCE++ (TRR++) advantages.
+"""Task-relative REINFORCE++ (TRR++) advantages, and the ablation's other baselines.
 
 Absolute Zero normalises rewards separately for each of the six (task type x role) groups, since
 proposing and solving, and the three task types, have very different reward scales and success
@@ -18,13 +18,39 @@ advantages are exactly zero rather than ``0 / eps`` noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
-__all__ = ["AdvantageWeighting", "trr_advantages"]
+__all__ = ["AdvantageEstimator", "AdvantageWeighting", "baseline_groups", "trr_advantages"]
 
 AdvantageWeighting = Literal["token", "sequence"]
+AdvantageEstimator = Literal["trr++", "reinforce++", "grpo"]
+
+
+def baseline_groups(
+    estimator: AdvantageEstimator,
+    task_groups: Sequence[int],
+    prompts: Sequence[Sequence[int]],
+    num_task_groups: int = 6,
+) -> tuple[torch.Tensor, int]:
+    """Group ids ``(N,)`` and the group count under which rewards are normalised.
+
+    ``"trr++"``: the (task type x role) group of each sample (``task_groups``); ``"reinforce++"``:
+    one group for the whole batch; ``"grpo"``: one group per distinct prompt (token ids), numbered
+    in order of first appearance.
+    """
+    n = len(task_groups)
+    if estimator == "trr++":
+        return torch.tensor(list(task_groups), dtype=torch.long), num_task_groups
+    if estimator == "reinforce++":
+        return torch.zeros(n, dtype=torch.long), 1
+    if estimator == "grpo":
+        ids: dict[tuple[int, ...], int] = {}
+        groups = [ids.setdefault(tuple(p), len(ids)) for p in prompts]
+        return torch.tensor(groups, dtype=torch.long), max(1, len(ids))
+    raise ValueError(f"unknown advantage estimator {estimator!r}")
 
 
 def trr_advantages(

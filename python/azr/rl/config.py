@@ -23,9 +23,14 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       PPO-style clipped ratio with ``clip_low``/``clip_high``: 0.2 below as in PPO and 0.28 above
       ("clip-higher"), which keeps exploration alive. Token-mean over the step's batch.
       ``kl_coef`` > 0 adds ``kl_estimator`` of KL(policy || initial policy); the paper runs
-      without it. ``entropy_coef`` > 0 adds an entropy bonus (off by default; the paper preset
-      uses 0.001).
-      Advantages: TRR++ with ``advantage_weighting`` ("token" as the reference implementation,
+      without it. ``entropy_coef`` > 0 adds an entropy bonus (off by default; the paper
+      preset uses 0.001).
+      Advantages: ``advantage_estimator`` picks the baseline groups (the paper's ablation):
+      ``"trr++"`` normalises each of the six (task type x role) groups separately (the paper's
+      Task-Relative REINFORCE++); ``"reinforce++"`` normalises the whole batch with one global
+      baseline; ``"grpo"`` normalises each group of responses to the same prompt (with one
+      response per prompt, as for solver tasks here, such a group carries no signal). All use
+      ``advantage_weighting`` ("token" as the reference implementation,
       or "sequence") and ``advantage_eps`` in the denominator.
 
     Execution
@@ -43,6 +48,7 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_grad_norm: float = 1.0
     clip_low: float = 0.2
     clip_high: float = 0.28
+    advantage_estimator: Literal["trr++", "reinforce++", "grpo"] = "trr++"
     advantage_weighting: Literal["token", "sequence"] = "token"
     advantage_eps: float = 1e-6
     kl_coef: float = 0.0

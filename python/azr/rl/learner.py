@@ -34,8 +34,8 @@ from azr.models import (
     load_weights_into,
     save_model,
 )
-from azr.rl.advantages import trr_advantages
-from azr.rl.batch import GROUP_NAMES, NUM_GROUPS, Sample, TrainBatch
+from azr.rl.advantages import baseline_groups, trr_advantages
+from azr.rl.batch import GROUP_NAMES, Sample, TrainBatch
 from azr.rl.checkpoint import atomic_directory, resolve_checkpoint
 from azr.rl.config import LearnerConfig
 from azr.rl.loss import entropy_from_logits, kl_penalty, ppo_clip_loss, token_logprobs
@@ -280,7 +280,9 @@ class Learner:
             raise ValueError("empty batch")
         lengths = torch.tensor([len(s.response_ids) for s in samples])  # (N,)
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)  # (N,)
-        groups = torch.tensor([s.group for s in samples])  # (N,)
+        groups, num_groups = baseline_groups(
+            cfg.advantage_estimator, [s.group for s in samples], [s.prompt_ids for s in samples]
+        )  # (N,)
         n_tokens = int(lengths.sum())
         if n_tokens == 0:
             raise ValueError("batch has no response tokens")
@@ -289,7 +291,7 @@ class Learner:
             groups,
             lengths,
             weighting=cfg.advantage_weighting,
-            num_groups=NUM_GROUPS,
+            num_groups=num_groups,
             eps=cfg.advantage_eps,
         )  # (N,)
 
