@@ -84,8 +84,8 @@ from azr.actors.messages import (
     WorkId,
 )
 from azr.config import Config
-from azr.intrinsic import AnswerCounts, proposal_bonus
 from azr.eval.heldout import heldout_metrics, is_heldout
+from azr.intrinsic import AnswerCounts, proposal_bonus
 from azr.rewards import RewardConfig, propose_reward, solve_rate
 from azr.rl.batch import Sample, TrainBatch
 from azr.rl.batch import TaskType as TaskName
@@ -420,7 +420,7 @@ class Coordinator:
     ) -> None:
         self.config = config
         # Called every run.eval_every steps; its metrics join the step's (e.g. eval/<bench>).
-        self._evaluate = evaluate
+        self._benchmarks = evaluate
         self._inbox = inbox
         self._proposer = proposer
         self._solver = solver
@@ -635,8 +635,8 @@ class Coordinator:
             metrics["executor/executions_per_s"] = executions / data.rollout_seconds
         metrics.update(_system_metrics(ctx))
         every = self.config.run.eval_every
-        if self._evaluate is not None and every and data.step > 0 and data.step % every == 0:
-            metrics.update(await self._evaluate(data.step))
+        if self._benchmarks is not None and every and data.step > 0 and data.step % every == 0:
+            metrics.update(await self._benchmarks(data.step))
         summary = _summary(data.step, self.config.run.steps, metrics)
         samples = sample_records(data.step, _sample_sources(data, self.config))
         report = StepReport(
