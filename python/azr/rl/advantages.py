@@ -33,11 +33,12 @@ def baseline_groups(
     estimator: AdvantageEstimator,
     task_groups: Sequence[int],
     prompts: Sequence[Sequence[int]],
-    num_task_groups: int = 6,
+    num_task_groups: int = 8,
 ) -> tuple[torch.Tensor, int]:
     """Group ids ``(N,)`` and the group count under which rewards are normalised.
 
-    ``"trr++"``: the (task type x role) group of each sample (``task_groups``); ``"reinforce++"``:
+    ``"trr++"``: the (task type x role) group of each sample (``task_groups``, out of
+    ``num_task_groups``: 8 with the optional error-prediction type's two); ``"reinforce++"``:
     one group for the whole batch; ``"grpo"``: one group per distinct prompt (token ids), numbered
     in order of first appearance.
     """
