@@ -35,6 +35,7 @@ __all__ = [
     "Recipe",
     "build",
     "cache_root",
+    "corpus_digest",
     "load_corpus",
     "recipe_hash",
     "resolve_base",
@@ -113,6 +114,20 @@ def load_corpus(recipe: Recipe, *, workers: int | None = 2) -> list[Document]:
         return build_corpus(recipe.corpus, verifier, exclude=heldout_hashes(recipe.heldout))
 
 
+def corpus_digest(docs: list[Document]) -> str:
+    """SHA-256 (16 hex digits) of the corpus text, in order.
+
+    The recipe hash covers the recipe, not the code that writes the corpus (prompt wording,
+    the program generator, validation rules): recorded next to the weights, this digest tells
+    a changed corpus apart from irreproducible training when the recorded losses stop matching.
+    """
+    h = hashlib.sha256()
+    for d in docs:
+        h.update(msgspec.json.encode(d))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
 def _recorded_hash(path: Path) -> str | None:
     try:
         return str(json.loads((path / RECIPE_FILE).read_text())["hash"])
@@ -185,6 +200,7 @@ def build(
         },
         "parameters": params,
         "documents": len(docs),
+        "corpus_digest": corpus_digest(docs),
         "rows": len(rows),
     }
     (tmp / RECIPE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
