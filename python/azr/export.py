@@ -132,6 +132,9 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
     from azr.rl.distributed import full_tensors, weight_buckets
     from azr.rl.sharded_checkpoint import empty_model, is_sharded, load_model_weights
 
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     learner_dir = find_learner_dir(checkpoint)
     if is_sharded(learner_dir):
         model, tokenizer = empty_model(learner_dir)
