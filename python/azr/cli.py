@@ -112,6 +112,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("checkpoint", metavar="CHECKPOINT")
     export.add_argument("out_dir", metavar="OUT_DIR")
+    plan = commands.add_parser(
+        "plan",
+        help="the sharded learner's memory per rank, and whether it fits",
+        description="Per-rank memory of the learner (weights, gradients, AdamW states, gathered "
+        "layers, activations with and without activation checkpointing, logits) for a model "
+        "config sharded over N ranks, with the micro-batch and lengths of the configuration.",
+    )
+    plan.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR_OR_NAME",
+        help="a Hugging Face model directory (only config.json is read) or a known name "
+        "(Qwen/Qwen2.5-3B, -7B, -14B and their Coder variants)",
+    )
+    plan.add_argument("--nproc", type=int, required=True, metavar="N", help="learner ranks")
+    plan.add_argument("--gpu-mem", type=float, default=80.0, metavar="GIB", help="per GPU")
+    plan.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=1024,
+        metavar="P",
+        help="prompt length to plan for (responses: generation.max_new_tokens)",
+    )
+    _config_arguments(plan)
     return parser
 
 
@@ -171,6 +195,28 @@ def _plot(run_dirs: Sequence[str], out: str) -> int:
         print(f"azr: {exc}", file=sys.stderr)
         return _EXIT_FAILED
     print(written)
+    return 0
+
+
+def _plan(config: Config, model: str, nproc: int, gpu_mem: float, prompt_tokens: int) -> int:
+    from azr.plan import model_shape, plan_memory, render
+
+    try:
+        shape = model_shape(model)
+        plans = [
+            plan_memory(
+                shape,
+                nproc=nproc,
+                micro_batch_size=config.learner.micro_batch_size,
+                prompt_tokens=prompt_tokens,
+                response_tokens=config.generation.max_new_tokens,
+                activation_checkpointing=checkpointing,
+            )
+            for checkpointing in (False, True)
+        ]
+    except (ValueError, OSError) as exc:
+        return _fail("cannot plan", exc, _EXIT_CONFIG)
+    print(render(shape, plans, gpu_mem))
     return 0
 
 
@@ -265,6 +311,18 @@ def _main(argv: Sequence[str] | None) -> int:
     from azr.config import config_to_json, load_config
     from azr.config_checks import check_config
 
+    if args.command == "plan":
+        # The model under plan stands in for model.path (which the paper preset leaves unset);
+        # nothing is run, so the configuration is not checked against this machine.
+        try:
+            config = load_config(
+                args.config,
+                preset=args.preset,
+                overrides=[f"model.path={args.model}", *args.overrides],
+            )
+        except ConfigError as exc:
+            return _fail("configuration error", exc, _EXIT_CONFIG)
+        return _plan(config, args.model, args.nproc, args.gpu_mem, args.prompt_tokens)
     try:
         config = load_config(args.config, preset=args.preset, overrides=args.overrides)
         if getattr(args, "print_config", False):

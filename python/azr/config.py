@@ -438,8 +438,11 @@ def _paper() -> dict[str, Any]:
             "kl_coef": 0.0,
             "entropy_coef": 0.001,
             "advantage_weighting": "token",
-            "micro_batch_size": 4,
+            # Sized for Qwen2.5-7B and -14B on 8 x 80 GB learner GPUs (`azr plan`, README):
+            # with 8096-token responses the logits of a micro-batch dominate the activations.
+            "micro_batch_size": 2,
             "gradient_checkpointing": True,
+            "distributed": {"mixed_precision": True, "cpu_offload": False},
         },
         "run": {"steps": 500, "mode": "sync", "output_dir": "runs/paper", "checkpoint_every": 50},
     }

@@ -126,13 +126,12 @@ def export_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike
     bfloat16 Hugging Face directory, atomically; returns ``out``. Only the weights are read:
     no optimiser state is loaded."""
     import torch
+    import transformers
 
     from azr.models import load_model
     from azr.rl.checkpoint import atomic_directory
     from azr.rl.distributed import full_tensors, weight_buckets
     from azr.rl.sharded_checkpoint import empty_model, is_sharded, load_model_weights
-
-    import transformers
 
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     learner_dir = find_learner_dir(checkpoint)

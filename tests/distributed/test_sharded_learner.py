@@ -127,3 +127,15 @@ def test_sharded_export_is_a_bf16_model_directory(world2: World2) -> None:
     want = _load(world2.out / "q2.pt")
     for name, tensor in want.items():
         assert torch.equal(got[name], tensor.to(torch.bfloat16).float()), name
+
+
+def test_azr_export_reads_a_sharded_checkpoint(world2: World2, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from azr.cli import main
+
+    assert main(["export", str(world2.out / "ckpt2"), str(tmp_path / "hf")]) == 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", local_files_only=True)
+    got = model.state_dict()
+    for name, tensor in _load(world2.out / "p1.pt").items():
+        assert torch.equal(got[name], tensor.to(torch.bfloat16)), name
