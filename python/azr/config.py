@@ -95,10 +95,13 @@ class TorchGenerationConfig(_Section, frozen=True, forbid_unknown_fields=True, k
 class SGLangSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An SGLang server. With ``launch`` the run starts ``python -m sglang.launch_server`` on
     ``port`` as a supervised child process serving ``model.path`` (``extra_args`` are appended,
-    e.g. ``["--tp-size", "2"]``) and stops it at the end; otherwise it connects to ``url``."""
+    e.g. ``["--tp-size", "2"]``) and stops it at the end; otherwise it connects to ``url``,
+    which with ``router`` is an ``sglang-router`` in front of several servers (weight syncs then
+    go to every server it lists)."""
 
     launch: bool = True
     url: str = "http://127.0.0.1:30000"
+    router: bool = False
     port: int = 30000
     extra_args: tuple[str, ...] = ()
     ready_timeout_s: float = 1800.0

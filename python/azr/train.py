@@ -404,6 +404,7 @@ async def _make_backend(
         url = await _start_server(system, config, served)
     client = SGLangConfig(
         url=url,
+        router=settings.router,
         max_concurrency=settings.max_concurrency,
         max_batch_sequences=settings.max_batch_sequences,
         request_timeout_s=settings.request_timeout_s,
