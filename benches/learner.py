@@ -5,20 +5,31 @@ and on CUDA when one is present, and prints tokens per second and peak memory:
 
     python benches/learner.py                 # tiny model, CPU (+ CUDA if available)
     python benches/learner.py --devices cpu --steps 3
+    python benches/learner.py --nproc 2 --devices cpu   # FSDP2 over 2 ranks vs one process
 
 Update tokens/s counts every non-padding token the step processes (prompt + response);
 generation tokens/s counts generated tokens. CPU peak memory is the process's maximum resident
 set size so far (it only grows); CUDA peak memory is ``torch.cuda.max_memory_allocated`` for
 that phase alone.
+
+With ``--nproc N`` the update is also run sharded over N torchrun ranks (FSDP2, gloo on CPU,
+NCCL on CUDA), on the same batches, and both are printed side by side: tokens/s of the whole
+job, and peak memory per rank. On CPU the ranks share the machine's cores with each other, so
+a speed-up below 1 is expected there; the memory per rank is what sharding buys.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import transformers
@@ -76,12 +87,7 @@ def _batch(args: argparse.Namespace, vocab: int, seed: int) -> list[Sample]:
 
 def bench_update(args: argparse.Namespace, device: torch.device) -> Row:
     model, tok = load_model(args.model, seed=0)
-    config = LearnerConfig(
-        lr=1e-5,
-        micro_batch_size=args.micro_batch,
-        device=str(device),
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
+    config = _learner_config(args, str(device))
     learner = Learner(model, tok, config)
     batches = [_batch(args, len(tok), seed) for seed in range(args.steps + 1)]
     learner.step(batches[0])  # warm-up: allocator, kernels, optimiser state
@@ -92,6 +98,65 @@ def bench_update(args: argparse.Namespace, device: torch.device) -> Row:
     _sync(device)
     seconds = time.perf_counter() - t0
     return Row(str(device), "update", tokens / seconds, seconds, _peak_mib(device))
+
+
+def _learner_config(args: argparse.Namespace, device: str) -> LearnerConfig:
+    return LearnerConfig(
+        lr=1e-5,
+        micro_batch_size=args.micro_batch,
+        device=device,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+
+
+def rank_worker(args: argparse.Namespace) -> None:
+    """One rank of the sharded update (under torchrun); writes its numbers to --as-rank."""
+    from azr.rl.distributed import FromPretrained, open_group
+    from azr.rl.follower import build_learner, follow
+
+    config = _learner_config(args, args.devices[0] if args.devices else "auto")
+    with open_group(config) as group:
+        device = group.device
+        _reset_peak(device)
+        tokens, seconds = 0, 0.0
+        if group.is_leader:
+            learner = build_learner(FromPretrained(args.model, seed=0), config)
+            vocab = len(learner.tokenizer)
+            batches = [_batch(args, vocab, seed) for seed in range(args.steps + 1)]
+            learner.step(batches[0])
+            t0 = time.perf_counter()
+            for batch in batches[1:]:
+                tokens += learner.step(batch).total_tokens
+            _sync(device)
+            seconds = time.perf_counter() - t0
+            group.stop(timeout=60)
+        else:
+            follow(group)
+        record = {"rank": group.rank, "tokens": tokens, "seconds": seconds}
+        record["peak_mib"] = _peak_mib(device)
+    Path(args.as_rank, f"rank{record['rank']}.json").write_text(json.dumps(record))
+
+
+def bench_sharded(args: argparse.Namespace, device: torch.device, argv: list[str]) -> list[Row]:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        cmd += [f"--nproc-per-node={args.nproc}", __file__, *argv, "--as-rank", out]
+        cmd += ["--devices", device.type]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or 1)}
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        records = [json.loads(p.read_text()) for p in sorted(Path(out).glob("rank*.json"))]
+    lead = next(r for r in records if r["rank"] == 0)
+    speed = lead["tokens"] / lead["seconds"]
+    return [
+        Row(
+            f"{device.type} x{args.nproc}",
+            f"rank {r['rank']}",
+            speed,
+            lead["seconds"],
+            r["peak_mib"],
+        )
+        for r in records
+    ]
 
 
 def bench_generate(args: argparse.Namespace, device: torch.device) -> Row:
@@ -124,17 +189,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed update steps")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--nproc", type=int, default=None, help="also shard over N ranks")
+    parser.add_argument("--as-rank", default=None, help=argparse.SUPPRESS)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.as_rank:
+        rank_worker(args)
+        return 0
 
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows: list[Row] = []
+    passed = []  # the arguments the ranks get: all but --nproc and its value
+    skip = False
+    for arg in argv:
+        if not skip and arg != "--nproc" and not arg.startswith("--nproc="):
+            passed.append(arg)
+        skip = arg == "--nproc"
     for name in devices:
         device = torch.device(name)
         rows.append(bench_update(args, device))
-        rows.append(bench_generate(args, device))
+        if args.nproc:
+            rows.extend(bench_sharded(args, device, passed))
+        else:
+            rows.append(bench_generate(args, device))
 
     model_name = args.model or "tiny byte-level Qwen2"
     print(
@@ -142,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         f"response {args.response_len}, torch threads {torch.get_num_threads()}"
     )
     header = f"{'device':<8} {'phase':<9} {'tokens/s':>12} {'seconds':>9} {'peak MiB':>10}"
+    if args.nproc:
+        print("update only; tokens/s of the whole job; peak memory per process (CPU: RSS)")
     print(header)
     print("-" * len(header))
     for r in rows:

@@ -1,13 +1,16 @@
 """The ``azr`` command line.
 
     azr train [--config FILE.toml] [--preset NAME] [--set key=value ...] [--resume]
-              [--resume-from STEP] [--print-config]
+              [--resume-from STEP] [--print-config] [--nproc N]
+              (--nproc N: the learner sharded over N local processes, via torchrun; see azr.launch)
     azr seed --out FILE [--config FILE.toml] [--preset NAME] [--set key=value ...]
               (run only the seeding stage and write its buffers; see azr.seeds)
     azr serve [--host HOST] [--port PORT] [...]      (the HTTP reward service; see azr serve -h)
     azr eval --model PATH --benchmarks humaneval+,aime24,... [...]   (see azr eval -h)
     azr pretrain [--recipe NAME] [--out DIR]         (build the in-house base model)
     azr plot RUN_DIR... [--out FILE.png]             (overlay the learning curves of runs)
+    azr export CHECKPOINT OUT_DIR                    (a checkpoint's policy as a bf16 HF model)
+    azr plan --model DIR_OR_NAME --nproc N [...]     (per-rank learner memory; see azr.plan)
 
 The configuration is resolved (see :mod:`azr.config`) and checked completely, against the
 machine too (:mod:`azr.config_checks`), before anything starts; a configuration error exits with
@@ -66,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-config", action="store_true", help="print the resolved configuration and exit"
     )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="shard the learner over N processes on this machine (runs torchrun; rank 0 runs "
+        "everything else)",
+    )
     seed = commands.add_parser(
         "seed",
         help="run only the seeding stage and write its buffers to a seed file",
@@ -93,6 +103,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     plot.add_argument("--out", default="curves.png", metavar="FILE", help="image to write")
+    export = commands.add_parser(
+        "export",
+        help="write a checkpoint's policy as a Hugging Face model directory (bf16)",
+        description="Write the policy of a training checkpoint (a run folder: its newest "
+        "committed checkpoint; a step-NNNNNN folder; or its learner folder), of one process or "
+        "sharded, as a Hugging Face model directory with bfloat16 safetensors and the tokenizer.",
+    )
+    export.add_argument("checkpoint", metavar="CHECKPOINT")
+    export.add_argument("out_dir", metavar="OUT_DIR")
+    plan = commands.add_parser(
+        "plan",
+        help="the sharded learner's memory per rank, and whether it fits",
+        description="Per-rank memory of the learner (weights, gradients, AdamW states, gathered "
+        "layers, activations with and without activation checkpointing, logits) for a model "
+        "config sharded over N ranks, with the micro-batch and lengths of the configuration.",
+    )
+    plan.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR_OR_NAME",
+        help="a Hugging Face model directory (only config.json is read) or a known name "
+        "(Qwen/Qwen2.5-3B, -7B, -14B and their Coder variants)",
+    )
+    plan.add_argument("--nproc", type=int, required=True, metavar="N", help="learner ranks")
+    plan.add_argument("--gpu-mem", type=float, default=80.0, metavar="GIB", help="per GPU")
+    plan.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=1024,
+        metavar="P",
+        help="prompt length to plan for (responses: generation.max_new_tokens)",
+    )
+    _config_arguments(plan)
     return parser
 
 
@@ -155,6 +198,65 @@ def _plot(run_dirs: Sequence[str], out: str) -> int:
     return 0
 
 
+def _plan(config: Config, model: str, nproc: int, gpu_mem: float, prompt_tokens: int) -> int:
+    from azr.plan import model_shape, plan_memory, render
+
+    try:
+        shape = model_shape(model)
+        plans = [
+            plan_memory(
+                shape,
+                nproc=nproc,
+                micro_batch_size=config.learner.micro_batch_size,
+                prompt_tokens=prompt_tokens,
+                response_tokens=config.generation.max_new_tokens,
+                activation_checkpointing=checkpointing,
+            )
+            for checkpointing in (False, True)
+        ]
+    except (ValueError, OSError) as exc:
+        return _fail("cannot plan", exc, _EXIT_CONFIG)
+    print(render(shape, plans, gpu_mem))
+    return 0
+
+
+def _export(checkpoint: str, out_dir: str) -> int:
+    from azr.export import export_checkpoint
+
+    try:
+        written = export_checkpoint(checkpoint, out_dir)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        return _fail("cannot export", exc, _EXIT_FAILED)
+    print(written)
+    return 0
+
+
+def _exec_nproc(nproc: int, argv: Sequence[str]) -> int:
+    from azr.launch import exec_torchrun, launched
+
+    if nproc < 1:
+        return _fail("usage", "--nproc takes a number of processes >= 1", _EXIT_CONFIG)
+    if launched():
+        return _fail("usage", "--nproc inside a torchrun job: give one or the other", _EXIT_CONFIG)
+    rest = _without_nproc(argv)
+    if nproc == 1:
+        return main(rest)
+    exec_torchrun(nproc, rest)
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def _exit_status(stop_reason: str | None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         if stop_reason is not None and sig.name in stop_reason:
@@ -202,9 +304,25 @@ def _main(argv: Sequence[str] | None) -> int:
         return _pretrain(args.recipe, args.out)
     if args.command == "plot":
         return _plot(args.run_dirs, args.out)
+    if args.command == "export":
+        return _export(args.checkpoint, args.out_dir)
+    if args.command == "train" and args.nproc is not None:
+        return _exec_nproc(args.nproc, argv)
     from azr.config import config_to_json, load_config
     from azr.config_checks import check_config
 
+    if args.command == "plan":
+        # The model under plan stands in for model.path (which the paper preset leaves unset);
+        # nothing is run, so the configuration is not checked against this machine.
+        try:
+            config = load_config(
+                args.config,
+                preset=args.preset,
+                overrides=[f"model.path={args.model}", *args.overrides],
+            )
+        except ConfigError as exc:
+            return _fail("configuration error", exc, _EXIT_CONFIG)
+        return _plan(config, args.model, args.nproc, args.gpu_mem, args.prompt_tokens)
     try:
         config = load_config(args.config, preset=args.preset, overrides=args.overrides)
         if getattr(args, "print_config", False):
@@ -219,16 +337,28 @@ def _main(argv: Sequence[str] | None) -> int:
         return _fail("usage", "--resume-from takes a step number >= 0", _EXIT_CONFIG)
     try:
         raise_if_stop_pending()
-        from azr.runtime import ActorFailed
-        from azr.train import train
+        # Seconds of imports (torch, transformers): a stop during them is seen right after.
+        import azr.runtime
+        import azr.train  # noqa: F401
 
         raise_if_stop_pending()
     except StopRequested as stop:
         print(f"azr: stopped by {stop} during start-up; {_held(config)}", file=sys.stderr)
         return 128 + stop.signum
     resume = args.resume or args.resume_from is not None
+    from azr.launch import launched, run_rank
+
+    if launched():  # one rank of a torchrun job: rank 0 runs the run, the others follow
+        return run_rank(config, lambda: _train(config, resume, args.resume_from))
+    return _train(config, resume, args.resume_from)
+
+
+def _train(config: Config, resume: bool, resume_from: int | None) -> int:
+    from azr.runtime import ActorFailed
+    from azr.train import train
+
     try:
-        result = train(config, resume=resume, resume_from=args.resume_from)
+        result = train(config, resume=resume, resume_from=resume_from)
     except ConfigError as exc:
         return _fail("configuration error", exc, _EXIT_CONFIG)
     except RunLocked as exc:

@@ -95,10 +95,13 @@ class TorchGenerationConfig(_Section, frozen=True, forbid_unknown_fields=True, k
 class SGLangSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An SGLang server. With ``launch`` the run starts ``python -m sglang.launch_server`` on
     ``port`` as a supervised child process serving ``model.path`` (``extra_args`` are appended,
-    e.g. ``["--tp-size", "2"]``) and stops it at the end; otherwise it connects to ``url``."""
+    e.g. ``["--tp-size", "2"]``) and stops it at the end; otherwise it connects to ``url``,
+    which with ``router`` is an ``sglang-router`` in front of several servers (weight syncs then
+    go to every server it lists)."""
 
     launch: bool = True
     url: str = "http://127.0.0.1:30000"
+    router: bool = False
     port: int = 30000
     extra_args: tuple[str, ...] = ()
     ready_timeout_s: float = 1800.0
@@ -438,8 +441,11 @@ def _paper() -> dict[str, Any]:
             "kl_coef": 0.0,
             "entropy_coef": 0.001,
             "advantage_weighting": "token",
-            "micro_batch_size": 4,
+            # Sized for Qwen2.5-7B and -14B on 8 x 80 GB learner GPUs (`azr plan`, README):
+            # with 8096-token responses the logits of a micro-batch dominate the activations.
+            "micro_batch_size": 2,
             "gradient_checkpointing": True,
+            "distributed": {"mixed_precision": True, "cpu_offload": False},
         },
         "run": {"steps": 500, "mode": "sync", "output_dir": "runs/paper", "checkpoint_every": 50},
     }

@@ -376,8 +376,11 @@ async def _make_backend(
         device = gen.torch.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = learner.model
+        if learner.sharded:  # generation needs whole weights, here on rank 0 alone
+            model = await trio.to_thread.run_sync(learner.unsharded_model)
         backend = TorchBackend(
-            learner.model,
+            model,
             learner.tokenizer,
             device=device,
             max_batch_size=gen.torch.max_batch_size,
@@ -401,6 +404,7 @@ async def _make_backend(
         url = await _start_server(system, config, served)
     client = SGLangConfig(
         url=url,
+        router=settings.router,
         max_concurrency=settings.max_concurrency,
         max_batch_sequences=settings.max_batch_sequences,
         request_timeout_s=settings.request_timeout_s,
@@ -461,7 +465,8 @@ async def _train(
     import torch
     import transformers
 
-    from azr.rl.learner import Learner
+    from azr.rl.distributed import FromCheckpoint, FromPretrained
+    from azr.rl.follower import build_learner
 
     # Saving a checkpoint would otherwise draw a progress bar of its own on every save.
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -482,9 +487,9 @@ async def _train(
     # and abandoned on a stop (it changes nothing on disk).
     if resumed is not None:
         try:
+            source = FromCheckpoint(str(resumed.path / LEARNER_DIR))
             learner = await trio.to_thread.run_sync(
-                partial(Learner.from_checkpoint, resumed.path / LEARNER_DIR, config.learner),
-                abandon_on_cancel=True,
+                partial(build_learner, source, config.learner), abandon_on_cancel=True
             )
             buffers, rng = load_buffers(resumed.path, resumed.state.buffer_rng)
         except (OSError, ValueError, RuntimeError, KeyError, msgspec.DecodeError) as exc:
@@ -499,15 +504,11 @@ async def _train(
             from azr.pretrain import resolve_base
 
             model_path = str(await trio.to_thread.run_sync(resolve_base, model.base))
+        pretrained = FromPretrained(
+            model_path, spec=model.tiny if model_path is None else None, seed=model.init_seed
+        )
         learner = await trio.to_thread.run_sync(
-            partial(
-                Learner.from_pretrained,
-                model_path,
-                config.learner,
-                spec=model.tiny if model_path is None else None,
-                seed=model.init_seed,
-            ),
-            abandon_on_cancel=True,
+            partial(build_learner, pretrained, config.learner), abandon_on_cancel=True
         )
         rng = random.Random(run.seed)
         buffers = Buffers(rng, capacity=config.selfplay.buffer_capacity)

@@ -206,8 +206,9 @@ def test_export_weights_is_a_loadable_model_dir(tmp_path: Path, tiny_spec: TinyM
     source = learner.export_weights(tmp_path / "export")
     assert source.version == 0
     model, _ = load_model(source.path)
+    # Weights leave the learner in bfloat16, what servers compute in (half the bytes per sync).
     for a, b in zip(learner.model.parameters(), model.parameters(), strict=True):
-        assert torch.equal(a, b)
+        assert torch.equal(a.detach().to(torch.bfloat16).float(), b)
 
 
 def test_messages_round_trip_and_validate() -> None:

@@ -8,7 +8,34 @@ import msgspec
 
 from azr.errors import ConfigError
 
-__all__ = ["LearnerConfig"]
+__all__ = ["DistributedConfig", "LearnerConfig"]
+
+
+class DistributedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How the learner shards itself when launched under torchrun (one process ignores it).
+
+    FSDP2 shards parameters, gradients and optimiser states over the ranks, one unit per decoder
+    layer plus the root. ``mixed_precision`` (CUDA only) computes in bfloat16 parameters and
+    reduces gradients in float32, the master weights and optimiser staying float32;
+    ``cpu_offload`` keeps the shards (and the optimiser step) in host memory, for models whose
+    states do not fit the GPUs; ``reshard_after_forward`` frees the gathered layer after its
+    forward (less memory, one more all-gather in the backward). ``timeout_s`` bounds every
+    collective of an update, a checkpoint or a weight sync: a rank that stops answering fails
+    the job instead of hanging it. Weights leave the learner (exports, syncs) as full tensors
+    gathered in buckets of ``weight_bucket_mb``.
+    """
+
+    mixed_precision: bool = True
+    cpu_offload: bool = False
+    reshard_after_forward: bool = True
+    timeout_s: float = 600.0
+    weight_bucket_mb: int = 512
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ConfigError("distributed.timeout_s must be > 0")
+        if self.weight_bucket_mb < 1:
+            raise ConfigError("distributed.weight_bucket_mb must be >= 1")
 
 
 class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -37,7 +64,8 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       ``micro_batch_size`` samples per forward/backward (gradients accumulate over the batch);
       ``gradient_checkpointing`` trades compute for activation memory; ``bf16_autocast`` uses
       bfloat16 autocast on CUDA only (CPU runs stay float32); ``device`` is "auto" (CUDA when
-      present), "cpu", "cuda" or "cuda:N".
+      present), "cpu", "cuda" or "cuda:N"; under torchrun "auto" and "cuda" mean the rank's own
+      GPU (``LOCAL_RANK``). ``distributed``: :class:`DistributedConfig`.
     """
 
     lr: float = 1e-6
@@ -58,6 +86,7 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     gradient_checkpointing: bool = False
     bf16_autocast: bool = True
     device: str = "auto"
+    distributed: DistributedConfig = DistributedConfig()
 
     def __post_init__(self) -> None:
         checks = [
@@ -73,6 +102,11 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             (self.kl_coef >= 0, "kl_coef must be >= 0"),
             (self.entropy_coef >= 0, "entropy_coef must be >= 0"),
             (self.micro_batch_size >= 1, "micro_batch_size must be >= 1"),
+            (
+                not (self.distributed.cpu_offload and self.device == "cpu"),
+                "distributed.cpu_offload moves GPU shards to host memory; with device = 'cpu' "
+                "there is nothing to offload",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -18,7 +18,7 @@ import copy
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,11 @@ from azr.models import (
     TinyModelSpec,
     Tokenizer,
     load_model,
+    load_state_dict_into,
     load_weights_into,
     save_model,
 )
+from azr.rl import distributed, sharded_checkpoint
 from azr.rl.advantages import baseline_groups, trr_advantages
 from azr.rl.batch import GROUP_NAMES, Sample, TrainBatch
 from azr.rl.checkpoint import atomic_directory, resolve_checkpoint
@@ -186,7 +188,10 @@ class Learner:
         ref_model: Any = None,
     ) -> None:
         self.config = config = config or LearnerConfig()
-        self.device = _resolve_device(config.device)
+        # Under torchrun every rank holds a shard (azr.rl.distributed); None in one process.
+        self.group = distributed.current_group()
+        group = self.group
+        self.device = group.device if group is not None else _resolve_device(config.device)
         self.tokenizer = tokenizer
         self.model = model.to(self.device)
         self.ref_model: Any = None
@@ -200,6 +205,11 @@ class Learner:
                 self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
             else:  # the older name of the same switch
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        if group is not None:
+            # Before the optimiser is built: it must hold the sharded parameters.
+            distributed.shard_model(self.model, group)
+            if self.ref_model is not None:
+                distributed.shard_model(self.ref_model, group)
         self.model.train()
 
         # Decay only matrices: shrinking norm gains or biases towards zero is not regularisation.
@@ -243,7 +253,10 @@ class Learner:
         """Resume from :meth:`save_checkpoint` output; ``config`` defaults to the saved one."""
         path = resolve_checkpoint(path)
         meta = _META_DECODER.decode(Path(path, _META_FILE).read_bytes())
-        model, tokenizer = load_model(path)
+        if sharded_checkpoint.is_sharded(path):
+            model, tokenizer = sharded_checkpoint.empty_model(path)
+        else:
+            model, tokenizer = load_model(path)
         learner = cls(model, tokenizer, config or meta.config)
         learner.load_checkpoint(path)
         return learner
@@ -259,20 +272,34 @@ class Learner:
 
     def _micro_batches(
         self, samples: Sequence[Sample], advantages: torch.Tensor
-    ) -> Iterator[_MicroBatch]:
+    ) -> Iterator[tuple[_MicroBatch, bool]]:
+        """This rank's micro-batches, each with whether it counts (False: a zero-weight repeat
+        that keeps the ranks' collectives in step; see azr.rl.distributed)."""
         size = self.config.micro_batch_size
-        for start in range(0, len(samples), size):
+        starts = [
+            start
+            for start in range(0, len(samples), size)
+            if any(s.response_ids for s in samples[start : start + size])
+        ]
+        for start, counted in distributed.share(starts, self.group):
             chunk = samples[start : start + size]
-            if any(s.response_ids for s in chunk):
-                yield _collate(
-                    chunk,
-                    advantages[start : start + size],
-                    self.tokenizer.pad_token_id,
-                    self.device,
-                )
+            mb = _collate(
+                chunk, advantages[start : start + size], self.tokenizer.pad_token_id, self.device
+            )
+            yield mb, counted
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this learner is one rank of several (its parameters are FSDP shards)."""
+        return self.group is not None
 
     def step(self, batch: TrainBatch | Sequence[Sample]) -> StepMetrics:
         """One optimiser step on ``batch``; advantages are normalised over exactly this batch."""
+        batch = batch if isinstance(batch, TrainBatch) else TrainBatch(tuple(batch))
+        with distributed.leading(self.group, distributed.Step(batch)):
+            return self._step(batch)
+
+    def _step(self, batch: TrainBatch) -> StepMetrics:
         t0 = time.perf_counter()
         cfg = self.config
         samples = batch.samples if isinstance(batch, TrainBatch) else tuple(batch)
@@ -300,8 +327,8 @@ class Learner:
         sums = {"loss": 0.0, "pg": 0.0, "kl": 0.0, "entropy": 0.0, "clipped": 0.0, "ratio": 0.0}
         ratio_max_dev = 0.0
         total_tokens = 0
-        for mb in self._micro_batches(samples, advantages):
-            total_tokens += mb.total_tokens
+        for mb, counted in self._micro_batches(samples, advantages):
+            total_tokens += mb.total_tokens if counted else 0
             mask = mb.mask.float()  # (b, R)
             with self._autocast():
                 logits = _response_logits(self.model, mb)  # (b, R, V)
@@ -329,7 +356,11 @@ class Learner:
             # Dividing by the whole batch's token count (not the micro-batch's) makes the
             # accumulated gradient exactly that of the batch's token-mean loss.
             loss = (per_token * mask).sum() / n_tokens
+            if not counted:
+                loss = loss * 0.0
             loss.backward()  # type: ignore[no-untyped-call]
+            if not counted:
+                continue
 
             with torch.no_grad():
                 sums["loss"] += float(loss.detach())
@@ -341,7 +372,10 @@ class Learner:
                 dev = ((ratio.detach() - 1.0).abs() * mask).max()
                 ratio_max_dev = max(ratio_max_dev, float(dev))
 
-        grad_norm = float(
+        sums, total_tokens, ratio_max_dev = distributed.reduce_step_sums(
+            self.group, sums, total_tokens, ratio_max_dev
+        )
+        grad_norm = distributed.to_float(
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         )
         lr = float(self.scheduler.get_last_lr()[0])
@@ -407,13 +441,54 @@ class Learner:
         return self.step_count
 
     def weights(self) -> InProcessWeights:
-        """The live parameters for an in-process backend (which copies them before returning)."""
-        return InProcessWeights(self.model.state_dict(), self.step_count)
+        """The parameters for an in-process backend (which copies them before returning): the
+        live ones in one process; sharded, full tensors gathered onto rank 0 (bfloat16 on CUDA,
+        float32 on the CPU), a collective that rank 0 announces."""
+        if self.group is None:
+            return InProcessWeights(self.model.state_dict(), self.step_count)
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        state = {n: t for bucket in self.weight_buckets(dtype=dtype) for n, t in bucket}
+        return InProcessWeights(state, self.step_count)
+
+    def weight_buckets(
+        self, *, dtype: torch.dtype = torch.bfloat16, bucket_bytes: int | None = None
+    ) -> Generator[list[tuple[str, torch.Tensor]], None, None]:
+        """The policy's full weights as lists of ``(name, tensor)`` of about ``bucket_bytes``
+        each (default ``learner.distributed.weight_bucket_mb``), floating ones cast to
+        ``dtype``; a tied tensor appears once. Sharded, each tensor is gathered from all ranks
+        on the learner's device (rank 0 announces it; only rank 0's copies are meant to be
+        used): run the iterator to its end or close it, which finishes the gather."""
+        size = bucket_bytes or self.config.distributed.weight_bucket_mb << 20
+        command = distributed.Gather(dtype=str(dtype).removeprefix("torch."), bucket_bytes=size)
+        device = self.device if self.group is not None else None
+        with distributed.leading(self.group, command):
+            tensors = distributed.full_tensors(self.model, dtype=dtype, device=device)
+            buckets = distributed.weight_buckets(tensors, size)
+            try:
+                yield from buckets
+            finally:
+                for _ in buckets:  # the other ranks gather to the end whatever happens here
+                    pass
+
+    def unsharded_model(self) -> Any:
+        """A plain float32 copy of the policy (for an in-process generation backend beside a
+        sharded learner); a collective when sharded."""
+        from transformers import AutoModelForCausalLM
+
+        weights = self.weights()
+        auto: Any = AutoModelForCausalLM
+        model = auto.from_config(self.model.config, dtype=torch.float32)
+        model.generation_config = copy.deepcopy(self.model.generation_config)
+        load_state_dict_into(model, weights.state_dict)
+        return model.to(self.device)
 
     def export_weights(self, path: str | os.PathLike[str]) -> CheckpointWeights:
-        """Write a Hugging Face model directory (atomically) for a server to load."""
-        with atomic_directory(path) as tmp:
-            save_model(self.model, self.tokenizer, tmp)
+        """Write a Hugging Face model directory (bfloat16 safetensors, atomically) for a server
+        to load; sharded, rank 0 writes it from the gathered tensors."""
+        from azr.export import write_model_directory
+
+        with atomic_directory(path) as tmp, contextlib.closing(self.weight_buckets()) as buckets:
+            write_model_directory(tmp, buckets, self.model, self.tokenizer)
         return CheckpointWeights(path=os.fspath(Path(path).absolute()), version=self.step_count)
 
     # ----------------------------------------------------------------------------------------
@@ -424,20 +499,25 @@ class Learner:
         """Write weights (a loadable Hugging Face directory), optimiser, scheduler, RNG states and
         the step counter. The write is atomic: ``path`` always holds one complete checkpoint."""
         with atomic_directory(path) as tmp:
-            save_model(self.model, self.tokenizer, tmp)
-            if self.ref_model is not None:
-                self.ref_model.save_pretrained(tmp / _REFERENCE_DIR, safe_serialization=True)
             state = {
-                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "rng": _rng_state(),
                 "step": self.step_count,
             }
+            if self.group is not None:
+                # Weights, optimiser and reference as torch.distributed.checkpoint shards.
+                sharded_checkpoint.save(self, tmp)
+            else:
+                save_model(self.model, self.tokenizer, tmp)
+                if self.ref_model is not None:
+                    self.ref_model.save_pretrained(tmp / _REFERENCE_DIR, safe_serialization=True)
+                state["optimizer"] = self.optimizer.state_dict()
             # Through a Python file: a full disk is then an OSError (ENOSPC), not torch's
             # errno-less "enforce fail at inline_container.cc".
             with (tmp / _STATE_FILE).open("wb") as f:
                 torch.save(state, f)
-            meta = _LearnerMeta(format=1, step=self.step_count, config=self.config)
+            version = 2 if self.group is not None else 1
+            meta = _LearnerMeta(format=version, step=self.step_count, config=self.config)
             (tmp / _META_FILE).write_bytes(_META_ENCODER.encode(meta))
 
     def _apply_optimizer_settings(self) -> None:
@@ -463,12 +543,16 @@ class Learner:
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Restore everything :meth:`save_checkpoint` wrote into this learner, in place."""
         path = resolve_checkpoint(path)
-        load_weights_into(self.model, path)
-        reference = path / _REFERENCE_DIR
-        if self.ref_model is not None and reference.is_dir():
-            load_weights_into(self.ref_model, reference)
         state = torch.load(path / _STATE_FILE, map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.group is not None or sharded_checkpoint.is_sharded(path):
+            # Either format at any world size: the shards are re-cut to this one.
+            sharded_checkpoint.load(self, path, state.get("optimizer"), _REFERENCE_DIR)
+        else:
+            load_weights_into(self.model, path)
+            reference = path / _REFERENCE_DIR
+            if self.ref_model is not None and reference.is_dir():
+                load_weights_into(self.ref_model, reference)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self._apply_optimizer_settings()
         _set_rng_state(state["rng"])
