@@ -1,10 +1,11 @@
 """Validation benchmark: what the shifted clocks of the determinism check cost.
 
 Proposal validation runs each program once per seed of the determinism check; since the runs
-must see different clocks (see ``azr.tasks.clock``), each job's program carries a short harness
-that shifts the child's clocks. This runs the CRUXEval programs through the check's jobs (run 0 as
-is, run 1 with the harness) and through the same jobs without any harness, on the same executor
-in the same process, and prints executions per second, the ratio and the children's CPU time.
+must see different clocks (see ``azr.tasks.clock``), the repeated runs carry the executor's
+``clock_offset_s``, which the child applies before the program runs. This runs the CRUXEval
+programs through the check's jobs (run 0 unshifted, run 1 shifted) and through the same jobs
+without any shift, on the same executor in the same process, and prints executions per second,
+the ratio and the children's CPU time.
 
     python benches/validation.py [--rounds N]
 """
@@ -56,7 +57,7 @@ def main() -> None:
     best = {name: max(rates) for name, rates in timings.items()}
     print(f"{len(plain)} executions per round, {workers} workers, best of {args.rounds}")
     print(f"{'jobs':<28}{'executions/s':>14}{'ratio':>8}{'child CPU ms (median)':>24}")
-    for name, label in (("plain", "without the clock harness"), ("clocked", "with shifted clocks")):
+    for name, label in (("plain", "without shifted clocks"), ("clocked", "with shifted clocks")):
         ratio = best[name] / best["plain"]
         child = statistics.median(cpu[name])
         print(f"{label:<28}{best[name]:>14.0f}{ratio:>8.2f}{child:>24.3f}")
