@@ -11,7 +11,11 @@ The verdicts must agree (all pass).
     python benches/eval.py [--data PATH] [--limit N] [--workers N]
 
 Reported: seconds for reference outputs, for scoring, and in total, per side, and azr's
-speed-up. Run on an otherwise idle machine; both sides get the same number of workers.
+speed-up. Run on an otherwise idle machine; both sides get the same number of workers. A third
+line is the floor: one bare pass of the canonical solutions over every input in this process
+(no isolation, no timers, no comparison; EvalPlus's own reference step runs them in process
+too). Any evaluator makes two such passes (references, then the candidates), so with W workers
+no total can be below ``2 * floor / W``.
 """
 
 from __future__ import annotations
@@ -101,6 +105,27 @@ def run_azr(path: Path, limit: int | None, workers: int) -> Timed:
     return passed, reference_s, scoring_s
 
 
+def run_floor(path: Path, limit: int | None) -> float:
+    """Seconds for one bare in-process pass of the canonical solutions over all inputs."""
+    import copy
+    import gzip
+    import json
+
+    with gzip.open(path, "rt") as fh:
+        problems = [json.loads(line) for line in fh][:limit]
+    total = 0.0
+    for p in problems:
+        namespace: dict[str, Any] = {}
+        exec(p["prompt"] + p["canonical_solution"], namespace)  # the dataset's reference code
+        fn = namespace[p["entry_point"]]
+        t0 = time.perf_counter()
+        for part in ("base_input", "plus_input"):
+            for args in p[part]:
+                fn(*copy.deepcopy(args))
+        total += time.perf_counter() - t0
+    return total
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=_DEFAULT_DATA)
@@ -119,6 +144,7 @@ def main() -> int:
 
     ours, our_ref, our_score = run_azr(path, args.limit, args.workers)
     theirs, their_ref, their_score = run_evalplus(path, args.limit, args.workers)
+    floor = run_floor(path, args.limit)
 
     n = len(ours)
     same = sum(ours[t] == theirs.get(t) for t in ours)
@@ -132,6 +158,9 @@ def main() -> int:
     ]
     for name, ref, score, passed in rows:
         print(f"{name:<26}{ref:>14.2f}{score:>12.2f}{ref + score:>10.2f}{passed:>8}")
+    print(f"{'bare pass (floor), 1 proc':<26}{floor:>14.2f}{'':>12}{'':>10}{'':>8}")
+    bound = 2 * floor / args.workers
+    print(f"lower bound for any total with {args.workers} workers: {bound:.2f} s")
     print(f"same verdicts: {same}/{n}")
     print(
         f"azr speed-up: scoring {their_score / our_score:.2f}x, "
