@@ -478,12 +478,13 @@ async def _train(
     random.seed(run.seed)
     torch.manual_seed(run.seed)
 
+    learner_config = config.learner.for_backend(config.generation.backend)
     # Loading a model takes seconds to minutes: off the event loop, so signals are still seen,
     # and abandoned on a stop (it changes nothing on disk).
     if resumed is not None:
         try:
             learner = await trio.to_thread.run_sync(
-                partial(Learner.from_checkpoint, resumed.path / LEARNER_DIR, config.learner),
+                partial(Learner.from_checkpoint, resumed.path / LEARNER_DIR, learner_config),
                 abandon_on_cancel=True,
             )
             buffers, rng = load_buffers(resumed.path, resumed.state.buffer_rng)
@@ -503,7 +504,7 @@ async def _train(
             partial(
                 Learner.from_pretrained,
                 model_path,
-                config.learner,
+                learner_config,
                 spec=model.tiny if model_path is None else None,
                 seed=model.init_seed,
             ),
@@ -604,6 +605,7 @@ async def _train(
                     inbox=solver_inbox,
                     verifier=verifier_inbox,
                     concurrency=gen.concurrent_chunks,
+                    max_prompt_tokens=gen.max_prompt_tokens,
                 ),
                 mailboxes=[solver_inbox],
             )
@@ -617,6 +619,7 @@ async def _train(
                     inbox=proposer_inbox,
                     verifier=verifier_inbox,
                     concurrency=gen.concurrent_chunks,
+                    max_prompt_tokens=gen.max_prompt_tokens,
                 ),
                 mailboxes=[proposer_inbox],
             )
