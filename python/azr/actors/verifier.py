@@ -76,9 +76,9 @@ async def judge(verifier: Verifier, work: VerifierWork) -> CoordinatorEvent:
     Rollouts of prompts the generating actor left out as too long are not run: they get the
     unscored reason ``prompt_too_long``, so they are counted but never rewarded."""
     start = time.perf_counter()
-    skipped = set(work.generation.too_long)
     match work:
-        case ValidateProposals(chunk=chunk, rollouts=rollouts):
+        case ValidateProposals(chunk=chunk, rollouts=rollouts, generation=generation):
+            skipped = set(generation.too_long)
             keep = [i for i in range(len(rollouts)) if i not in skipped]
             requests: list[ProposeRequest] = [chunk.requests[i] for i in keep]
             results = await verifier.score_proposal_batch_async(
@@ -91,7 +91,8 @@ async def judge(verifier: Verifier, work: VerifierWork) -> CoordinatorEvent:
                 seconds=time.perf_counter() - start,
                 executions=verifier.executor.statistics()["executions"],
             )
-        case CheckSolutions(chunk=chunk, rollouts=rollouts):
+        case CheckSolutions(chunk=chunk, rollouts=rollouts, generation=generation):
+            skipped = set(generation.too_long)
             # Rollouts are task-major: rollout i answers task i // n.
             keep = [i for i in range(len(rollouts)) if i // chunk.n not in skipped]
             tasks = [chunk.tasks[i // chunk.n] for i in keep]
