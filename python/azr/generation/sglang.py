@@ -14,12 +14,16 @@ Generation
     sends text (``text``), which the server tokenizes itself. Either goes to ``POST /generate``
     as a list, with ``return_logprob: true``.
     Large calls are split into requests of at most ``max_batch_sequences`` sequences that run
-    concurrently, at most ``max_concurrency`` at a time. ``n > 1`` is either sent as
-    ``sampling_params.n`` (SGLang then returns ``len(text) * n`` results, prompt-major: every
-    sample of prompt 0, then of prompt 1, ...) or, when a seed is given or
-    ``parallel_sampling="client"``, by repeating each prompt ``n`` times, each copy with its own
-    ``sampling_seed`` derived from ``(seed, prompt index, sample index)``. SGLang copies one
-    ``sampling_seed`` to all ``n`` parallel samples, which would make them identical.
+    concurrently, at most ``max_concurrency`` at a time. ``n > 1`` is sent, by default
+    (``parallel_sampling="client"``), by repeating each prompt ``n`` times, as SGLang's docs
+    advise over ``sampling_params.n``: every sample is its own request that the server schedules
+    on its own, and can carry its own ``sampling_seed`` derived from ``(seed, prompt index,
+    sample index)`` (SGLang copies one ``sampling_seed`` to all ``n`` parallel samples, which
+    would make them identical). ``parallel_sampling="server"`` sends ``n`` instead (SGLang then
+    returns ``len(text) * n`` results, prompt-major), unless a seed is given.
+    ``sampling_seed`` exists from SGLang 0.5.3 on; before the first seeded request the client
+    reads the version from ``GET /get_server_info`` once, and an older server (or one that does
+    not say) gets no seeds and one warning, rather than a request it would reject.
 
     Every knob SGLang could otherwise take from the model's ``generation_config.json`` (its
     default ``--sampling-defaults model``) is sent explicitly: ``top_k=-1``, ``min_p=0`` and
@@ -37,23 +41,34 @@ Log-probabilities
 
 Weight versions
     Each completion is stamped with the version this client believed the server held when the
-    HTTP request that produced it was sent. Requests are held back while :meth:`update_weights`
-    runs, so a request sent after an update carries the new version. A request already running
-    when an update starts is paused with it. In the default ``pause_mode="retract"`` SGLang moves
-    it back to its queue and drops its KV cache; after the update it is recomputed and finishes on
-    the new weights, yet keeps the old stamp (so a stamp is a lower bound, while each token's
-    logprob is that of the weights that sampled it). With ``pause_mode="abort"`` (and on SGLang
-    releases older than the pause modes, which always abort) it comes back early with
-    ``finish_reason="abort"`` and the tokens it had so far.
+    HTTP request that produced it was sent. Requests are held back while a weight update runs,
+    so a request sent after an update carries the new version. A request already running when
+    an update starts is paused with it: with the default ``pause_mode="abort"`` it comes back
+    early with ``finish_reason="abort"`` and the tokens it had so far (the actors never train
+    on those). ``pause_mode="retract"`` would keep it queued on the server instead, to be
+    recomputed on the new weights, but see below: SGLang cannot flush its cache then.
 
 Weight sync
-    ``update_weights`` follows SGLang's documented sequence on every worker: ``/pause_generation``,
-    then ``/update_weights_from_disk`` (a checkpoint directory the learner wrote) or
-    ``/update_weights_from_distributed`` (tensors the learner broadcasts over a collective group
-    set up earlier with :meth:`SGLangBackend.init_weights_update_group`; this client only sends
-    the control requests and the learner must broadcast concurrently), then ``/flush_cache``, then
-    ``/continue_generation``. Each phase goes to all workers at once and finishes everywhere before
-    the next begins; the collective calls would deadlock if sent one worker at a time.
+    ``update_weights`` (or, for a bucketed NCCL sync, :meth:`SGLangBackend.weight_update`)
+    follows this order on every worker: ``/pause_generation``; then
+    ``/update_weights_from_disk`` (a checkpoint directory the learner wrote) or one
+    ``/update_weights_from_distributed`` per bucket (tensors the learner broadcasts over a
+    collective group set up with :meth:`SGLangBackend.init_weights_update_group`; the tensor
+    side is :mod:`azr.generation.weight_broadcast`), each sent with ``flush_cache: false``;
+    then one ``/flush_cache``; then ``/continue_generation``. Each phase goes to all workers at
+    once and finishes everywhere before the next begins; the collective calls would deadlock if
+    sent one worker at a time.
+    Why this order: the prefix cache must not outlive the weights that computed it, and SGLang
+    flushes only when it holds no request (it answers 400 otherwise, and a flush requested
+    inside an update that fails makes it assert). An ``abort`` pause returns once no request
+    is left, so the flush finds the server idle; a ``retract`` pause puts running requests
+    back in the queue, where they block the flush. So the flush comes once, last, as its own
+    request: a refusal (the tail of an abort) is retried ``flush_attempts`` times with backoff,
+    counted in ``SGLangBackend.flush_refusals`` and logged, and a worker that still refuses
+    raises :class:`SGLangCacheNotFlushed` after the workers are resumed (the weights are
+    loaded and the version advanced; what may be stale is named). A disk update under
+    ``retract`` is refused up front: SGLang flushes after a disk load whatever the request
+    says, and asserts that it worked.
 
 Router
     With ``router=True`` generation goes through the router URL, and control calls go to every
