@@ -132,6 +132,7 @@ def test_recomputed_old_logprobs_match_the_torch_generator_and_keep_the_update(
     recomputing = _learner(tiny_spec, micro_batch_size=5, old_logprobs="learner")
     a, b = trusting.step(samples), recomputing.step(samples)
     assert a.old_logprob_diff_mean is None and a.old_logprob_diff_max is None
+    assert a.entropy is None and b.entropy is None  # entropy_coef 0: never computed
     # The torch backend computes the learner's numbers: the server-vs-learner drift is ~0.
     assert b.old_logprob_diff_mean is not None and b.old_logprob_diff_max is not None
     assert 0 <= b.old_logprob_diff_mean <= b.old_logprob_diff_max < 1e-4
