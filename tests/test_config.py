@@ -45,6 +45,7 @@ def test_the_paper_preset_matches_its_readme_table() -> None:
     assert (sp.batch_size, sp.references, sp.induction_inputs) == (64, 6, 10)
     assert (sp.seed_buffer_size, sp.buffer_capacity) == (256, 16_384)
     assert (gen.max_new_tokens, gen.temperature, gen.top_p) == (8096, 1.0, 1.0)
+    assert gen.max_prompt_tokens == 6144
     assert (c.rewards.profile, c.rewards.solver_rollouts, c.run.steps) == ("paper", 8, 500)
     assert c.verifier.validation.induction_min_inputs is None  # every requested input
 

@@ -28,6 +28,7 @@ def test_every_reason_has_a_class() -> None:
     assert {r for r, c in classes.items() if c is Outcome.UNSCORED} == {
         Reason.INTERNAL,
         Reason.INVALID_TASK,
+        Reason.PROMPT_TOO_LONG,
     }
     assert not Reason.INTERNAL.scored and Reason.WRONG.scored
 

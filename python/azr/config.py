@@ -121,12 +121,16 @@ class GenerationConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     call; each chunk is checked as soon as it is generated, while the next one is generated.
     The proposer and the solver each keep up to ``concurrent_chunks`` calls in flight (an
     inference server batches them; the in-process backend runs them one after the other, and
-    a second one queued keeps it from idling between them).
+    a second one queued keeps it from idling between them). A task whose prompt is longer than
+    ``max_prompt_tokens`` (the paper's 6,144; None: no limit) is not generated for: it is dropped,
+    unscored, and counted (``gen/prompts_too_long`` and reason ``prompt_too_long``), so that one
+    reference-laden prompt cannot fail a whole backend call.
     """
 
     backend: Literal["torch", "sglang"] = "torch"
     template: Literal["auto", "markers", "plain", "chat"] = "auto"
     max_new_tokens: int = 8096
+    max_prompt_tokens: int | None = 6144
     temperature: float = 1.0
     top_p: float = 1.0
     stop_at_answer: bool = True
@@ -139,6 +143,10 @@ class GenerationConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
         _require(
             [
                 (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
+                (
+                    self.max_prompt_tokens is None or self.max_prompt_tokens >= 1,
+                    "max_prompt_tokens must be >= 1 (or unset for no limit)",
+                ),
                 (self.temperature >= 0, "temperature must be >= 0"),
                 (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
                 (self.chunk_size >= 1, "chunk_size must be >= 1"),
@@ -419,6 +427,7 @@ def _paper() -> dict[str, Any]:
             "backend": "sglang",
             "concurrent_chunks": 8,
             "max_new_tokens": 8096,  # paper and scripts: max response length 8096
+            "max_prompt_tokens": 6144,  # paper: max prompt length 6144
             "temperature": 1.0,
             "top_p": 1.0,
         },

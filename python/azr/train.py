@@ -483,13 +483,14 @@ async def _train(
     random.seed(run.seed)
     torch.manual_seed(run.seed)
 
+    learner_config = config.learner.for_backend(config.generation.backend)
     # Loading a model takes seconds to minutes: off the event loop, so signals are still seen,
     # and abandoned on a stop (it changes nothing on disk).
     if resumed is not None:
         try:
             source = FromCheckpoint(str(resumed.path / LEARNER_DIR))
             learner = await trio.to_thread.run_sync(
-                partial(build_learner, source, config.learner), abandon_on_cancel=True
+                partial(build_learner, source, learner_config), abandon_on_cancel=True
             )
             buffers, rng = load_buffers(resumed.path, resumed.state.buffer_rng)
         except (OSError, ValueError, RuntimeError, KeyError, msgspec.DecodeError) as exc:
@@ -508,7 +509,7 @@ async def _train(
             model_path, spec=model.tiny if model_path is None else None, seed=model.init_seed
         )
         learner = await trio.to_thread.run_sync(
-            partial(build_learner, pretrained, config.learner), abandon_on_cancel=True
+            partial(build_learner, pretrained, learner_config), abandon_on_cancel=True
         )
         rng = random.Random(run.seed)
         buffers = Buffers(rng, capacity=config.selfplay.buffer_capacity)
@@ -605,6 +606,7 @@ async def _train(
                     inbox=solver_inbox,
                     verifier=verifier_inbox,
                     concurrency=gen.concurrent_chunks,
+                    max_prompt_tokens=gen.max_prompt_tokens,
                 ),
                 mailboxes=[solver_inbox],
             )
@@ -618,6 +620,7 @@ async def _train(
                     inbox=proposer_inbox,
                     verifier=verifier_inbox,
                     concurrency=gen.concurrent_chunks,
+                    max_prompt_tokens=gen.max_prompt_tokens,
                 ),
                 mailboxes=[proposer_inbox],
             )

@@ -8,9 +8,18 @@ from contextlib import asynccontextmanager
 import msgspec
 
 from azr.actors._common import ANSWER_STOP, PromptFormat, derive_seed, generate_rollouts
+from azr.actors.coordinator import (
+    ProposalRecord,
+    SolveRecord,
+    StepData,
+    build_batch,
+    step_metrics,
+)
 from azr.actors.messages import (
     CheckSolutions,
+    ProposalsValidated,
     ProposeChunk,
+    SolutionsChecked,
     SolveChunk,
     ValidateProposals,
     VerifierWork,
@@ -18,16 +27,21 @@ from azr.actors.messages import (
 )
 from azr.actors.proposer import Proposer
 from azr.actors.solver import Solver
+from azr.actors.verifier import judge
 from azr.generation import Completion, SamplingParams, TorchBackend
 from azr.models import TinyModelSpec, Tokenizer, load_model
+from azr.rewards import RewardConfig
 from azr.runtime import Mailbox, open_actor_system
 from azr.tasks import (
     SEED_INDUCTION_TASK,
     SEED_TRIPLET,
     AbductionTask,
     ProposeRequest,
+    Reason,
     TaskType,
 )
+from azr.tasks.prompts import solve_prompt
+from azr.verify import Verifier
 
 from ._support import ScriptedBackend, trio_test
 
@@ -46,7 +60,9 @@ Inboxes = tuple[Mailbox[ProposeChunk], Mailbox[SolveChunk], Mailbox[VerifierWork
 
 
 @asynccontextmanager
-async def _running(backend: TorchBackend) -> AsyncIterator[Inboxes]:
+async def _running(
+    backend: TorchBackend, max_prompt_tokens: int | None = None
+) -> AsyncIterator[Inboxes]:
     fmt = PromptFormat("markers", backend.tokenizer)
     tok = backend.tokenizer
     async with open_actor_system(grace_period=5) as system:
@@ -60,6 +76,7 @@ async def _running(backend: TorchBackend) -> AsyncIterator[Inboxes]:
             sampling=SAMPLING,
             inbox=solutions,
             verifier=verifier,
+            max_prompt_tokens=max_prompt_tokens,
         )
         proposer = Proposer(
             backend=backend,
@@ -68,6 +85,7 @@ async def _running(backend: TorchBackend) -> AsyncIterator[Inboxes]:
             sampling=SAMPLING,
             inbox=proposals,
             verifier=verifier,
+            max_prompt_tokens=max_prompt_tokens,
         )
         await system.start_actor("solver", solver, mailboxes=[solutions])
         await system.start_actor("proposer", proposer, mailboxes=[proposals])
@@ -107,6 +125,60 @@ async def test_each_chunk_becomes_one_verifier_message_with_its_rollouts() -> No
     assert len(check.rollouts) == 6  # task-major: 3 for the abduction task, then 3 for induction
     first, last = (tok.decode(check.rollouts[i].prompt_ids) for i in (0, 5))
     assert "Find an input" in first and "Write a Python function" in last
+
+
+@trio_test(timeout=60)
+async def test_over_long_prompts_are_dropped_with_a_counted_reason() -> None:
+    backend = _backend()
+    tok = backend.tokenizer
+    fmt = PromptFormat("markers", tok)
+    short = AbductionTask.from_triplet(SEED_TRIPLET)
+    padded = SEED_TRIPLET.program + "\n" + "# a long comment\n" * 40
+    long = AbductionTask.from_triplet(msgspec.structs.replace(SEED_TRIPLET, program=padded))
+    limit = len(tok.encode_prompt(fmt(solve_prompt(short))))
+    assert len(tok.encode_prompt(fmt(solve_prompt(long)))) > limit
+
+    async with _running(backend, max_prompt_tokens=limit) as (proposals, solutions, verifier):
+        work = WorkId(step=1, stage="solve", task_type=TaskType.ABDUCTION, chunk=0)
+        await solutions.send(SolveChunk(work=work, tasks=(short, long, short), n=2, seed=3))
+        check = await verifier.receive()
+        propose = WorkId(step=1, stage="propose", task_type=TaskType.DEDUCTION, chunk=0)
+        request = ProposeRequest(TaskType.DEDUCTION, references=(SEED_TRIPLET,) * 6)
+        await proposals.send(ProposeChunk(work=propose, requests=(request,), seed=1))
+        validate = await verifier.receive()
+
+    # The long task's two rollouts are empty and listed; the others were generated as usual.
+    assert isinstance(check, CheckSolutions)
+    assert check.generation.too_long == (1,) and check.generation.prompts == 2
+    assert [len(r.response_ids) > 0 for r in check.rollouts] == [1, 1, 0, 0, 1, 1]
+    assert isinstance(validate, ValidateProposals)  # six references: longer than the limit
+    assert validate.generation.too_long == (0,) and not validate.rollouts[0].response_ids
+
+    # The verifier gives them the unscored reason without running them; the step counts them.
+    with Verifier(workers=1) as real:
+        checked = await judge(real, check)
+        validated = await judge(real, validate)
+    assert isinstance(checked, SolutionsChecked) and isinstance(validated, ProposalsValidated)
+    reasons = [v.reason for v in checked.verdicts]
+    assert reasons[2:4] == [Reason.PROMPT_TOO_LONG] * 2
+    assert Reason.PROMPT_TOO_LONG not in reasons[:2] + reasons[4:]
+    assert [v.reason for v in validated.verdicts] == [Reason.PROMPT_TOO_LONG]
+    data = StepData(step=1)
+    data.solves[TaskType.ABDUCTION] = {
+        i: SolveRecord(rollout=r, verdict=v, task=check.chunk.tasks[i // 2])
+        for i, (r, v) in enumerate(zip(check.rollouts, checked.verdicts, strict=True))
+    }
+    data.proposals[TaskType.DEDUCTION] = {
+        0: ProposalRecord(rollout=validate.rollouts[0], verdict=validated.verdicts[0])
+    }
+    for stage, stats in (("solve", check.generation), ("propose", validate.generation)):
+        data.clock(stage).too_long += len(stats.too_long)
+    metrics = step_metrics(data, RewardConfig())
+    assert metrics["solve/abduction/wrong/prompt_too_long"] == 2
+    assert metrics["propose/deduction/rejected/prompt_too_long"] == 1
+    assert metrics["gen/prompts_too_long"] == 2
+    trained = build_batch(data, RewardConfig()).samples  # never trained on
+    assert all(s.role == "solve" and s.prompt_ids != check.rollouts[2].prompt_ids for s in trained)
 
 
 @trio_test(timeout=60)

@@ -36,6 +36,7 @@ from azr.generation.base import (
 )
 from azr.generation.sglang import (
     SGLangBackend,
+    SGLangCacheNotFlushed,
     SGLangConfig,
     SGLangConnectionError,
     SGLangProtocolError,
@@ -310,7 +311,8 @@ def test_batch_with_n_maps_prompt_major_results_back_per_prompt(cluster: Cluster
     server = cluster.serve("sglang", Replay(fixture["exchanges"], cluster.journal))
 
     async def main() -> None:
-        async with SGLangBackend(config(server.url), initial_weight_version=3) as backend:
+        cfg = config(server.url, parallel_sampling="server")
+        async with SGLangBackend(cfg, initial_weight_version=3) as backend:
             out = await backend.generate(N2_PROMPTS, N2_PARAMS)
 
         assert [len(per_prompt) for per_prompt in out] == [2, 2]
@@ -338,7 +340,8 @@ def test_batch_with_n_maps_prompt_major_results_back_per_prompt(cluster: Cluster
 
 def test_seeded_sampling_expands_prompts_with_distinct_seeds(cluster: Cluster) -> None:
     fixture = load("generate_seeded_client.json")
-    server = cluster.serve("sglang", Replay(fixture["exchanges"], cluster.journal))
+    info = load("server_info.json")["current"]
+    server = cluster.serve("sglang", Replay([info, *fixture["exchanges"]], cluster.journal))
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=4, seed=1234)
 
     async def main() -> None:
@@ -354,18 +357,50 @@ def test_seeded_sampling_expands_prompts_with_distinct_seeds(cluster: Cluster) -
         ]
 
     run(main)
-    request = cluster.journal.seen[0].json()
+    assert cluster.journal.paths("sglang") == ["/get_server_info", "/generate"]
+    request = cluster.journal.seen[1].json()
     seeds = [params["sampling_seed"] for params in request["sampling_params"]]
     assert len(set(seeds)) == 4
     assert all("n" not in params for params in request["sampling_params"])
 
 
-def test_client_side_parallel_sampling_repeats_prompts(cluster: Cluster) -> None:
+def test_seeds_are_only_sent_to_servers_that_take_them(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    info = Reply.recorded(load("server_info.json")["old"]["response"])
+    generate = synthetic_generate()
+    server = cluster.serve(
+        "sglang", lambda seen: info if seen.path == "/get_server_info" else generate(seen)
+    )
+    params = SamplingParams(n=2, max_new_tokens=1, seed=7)
+
+    async def main() -> None:
+        async with SGLangBackend(config(server.url)) as backend:
+            first = await backend.generate(["a"], params)
+            second = await backend.generate(["b"], params)
+            assert await backend.server_version() == (0, 4, 10)
+        assert [c.text for c in first[0]] == ["a|0", "a|0"]  # repeated prompts, one each
+        assert len(second[0]) == 2
+
+    with caplog.at_level("WARNING", logger="azr.generation.sglang"):
+        run(main)
+    # Asked once per backend (plus the explicit call above), warned once, never sent a seed.
+    paths = cluster.journal.paths("sglang")
+    assert paths == ["/get_server_info", "/generate", "/generate", "/get_server_info"]
+    for seen in cluster.journal.seen:
+        if seen.path == "/generate":
+            assert "sampling_seed" not in json.dumps(seen.json())
+    warnings = [r for r in caplog.records if "sampling_seed" in r.getMessage()]
+    assert len(warnings) == 1 and "0.4.10" in warnings[0].getMessage()
+
+
+def test_repeating_the_prompt_is_the_default_for_several_samples(cluster: Cluster) -> None:
+    # SGLang's docs advise against n > 1 in one request: each sample is its own request.
+    assert SGLangConfig(url="http://127.0.0.1:1").parallel_sampling == "client"
     server = cluster.serve("sglang", synthetic_generate())
 
     async def main() -> None:
-        cfg = config(server.url, parallel_sampling="client")
-        async with SGLangBackend(cfg) as backend:
+        async with SGLangBackend(config(server.url)) as backend:
             out = await backend.generate(["a", "b"], SamplingParams(n=3, max_new_tokens=1))
         # Result i*n + j is sample j of prompt i.
         assert [[c.text for c in p] for p in out] == [["a|0", "a|0", "a|0"], ["b|0", "b|0", "b|0"]]
@@ -386,7 +421,9 @@ def test_large_calls_are_chunked_and_concurrency_is_bounded(cluster: Cluster) ->
     prompts = [f"p{i}" for i in range(20)]
 
     async def main() -> None:
-        cfg = config(server.url, max_batch_sequences=4, max_concurrency=2)
+        cfg = config(
+            server.url, max_batch_sequences=4, max_concurrency=2, parallel_sampling="server"
+        )
         async with SGLangBackend(cfg) as backend:
             out = await backend.generate(prompts, SamplingParams(n=2, max_new_tokens=1))
         assert [[c.text for c in p] for p in out] == [[f"{p}|0", f"{p}|1"] for p in prompts]
@@ -423,7 +460,8 @@ def test_503_is_retried_then_succeeds(cluster: Cluster) -> None:
     server = cluster.serve("sglang", lambda seen: next(answers, None) or replay(seen))
 
     async def main() -> None:
-        async with SGLangBackend(config(server.url, max_retries=3)) as backend:
+        cfg = config(server.url, max_retries=3, parallel_sampling="server")
+        async with SGLangBackend(cfg) as backend:
             out = await backend.generate(N2_PROMPTS, N2_PARAMS)
         assert out[1][0].token_ids == (220, 19, 151643)
 
@@ -613,6 +651,123 @@ def test_update_from_distributed_sends_the_tensor_metadata(cluster: Cluster) -> 
     assert replay.remaining == 0
 
 
+def _sync_server(cluster: Cluster, flush_refusals: int, *, distributed: bool = False) -> FakeServer:
+    """A server that replays the sync fixture but refuses ``/flush_cache`` that many times."""
+    name = (
+        "update_weights_from_distributed.json" if distributed else "update_weights_from_disk.json"
+    )
+    exchanges = load(name)["exchanges"]
+    refused = Reply.recorded(load("errors.json")["flush_refused"])
+    left = [flush_refusals]
+
+    def handler(seen: Seen) -> Reply:
+        if seen.path == "/flush_cache" and left[0] > 0:
+            left[0] -= 1
+            return refused
+        match = next(e for e in exchanges if e["request"]["path"] == seen.path)
+        return Reply.recorded(match["response"])
+
+    return cluster.serve("sglang", handler)
+
+
+def test_the_pause_aborts_and_the_one_flush_follows_every_load(cluster: Cluster) -> None:
+    # SGLang's abort pause returns once no request is left, so the flush that follows the
+    # loads finds the scheduler idle; the loads themselves do not flush (one flush per update,
+    # never the server-side assert on a refused one).
+    assert SGLangConfig(url="http://127.0.0.1:1").pause_mode == "abort"
+    server = _sync_server(cluster, 0, distributed=True)
+    buckets = [
+        DistributedWeights("azr_weights", ("a",), ("bfloat16",), ((2, 3),), version=3),
+        DistributedWeights("azr_weights", ("b", "c"), ("bfloat16", "int64"), ((4,), ()), 3),
+    ]
+
+    async def main() -> None:
+        async with SGLangBackend(config(server.url)) as backend:
+            async with backend.weight_update(3) as update:
+                for bucket in buckets:
+                    await update.load_distributed(bucket)
+                assert backend.weight_version == 0  # not before the flush
+            assert backend.weight_version == 3
+            async with backend.weight_update(4):
+                pass  # nothing loaded: paused and resumed, version kept
+            assert backend.weight_version == 3
+
+    run(main)
+    assert cluster.journal.paths("sglang") == [
+        "/pause_generation",
+        "/update_weights_from_distributed",
+        "/update_weights_from_distributed",
+        "/flush_cache",
+        "/continue_generation",
+        "/pause_generation",
+        "/continue_generation",
+    ]
+    bodies = [s.json() for s in cluster.journal.seen if s.path.startswith("/update")]
+    assert [b["names"] for b in bodies] == [["a"], ["b", "c"]]
+    assert [b["dtypes"] for b in bodies] == [["bfloat16"], ["bfloat16", "int64"]]
+    assert [b["shapes"] for b in bodies] == [[[2, 3]], [[4], []]]
+    assert all(b["flush_cache"] is False for b in bodies)
+    assert cluster.journal.seen[0].json() == {"mode": "abort"}
+
+
+def test_a_refused_flush_is_retried_and_counted(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = _sync_server(cluster, 2)
+
+    async def main() -> None:
+        async with SGLangBackend(config(server.url, flush_attempts=3)) as backend:
+            await backend.update_weights(
+                CheckpointWeights(path="/checkpoints/step-000100", version=1)
+            )
+            assert backend.weight_version == 1
+            assert backend.flush_refusals == 2
+
+    with caplog.at_level("WARNING", logger="azr.generation.sglang"):
+        run(main)
+    assert cluster.journal.paths("sglang") == [
+        "/pause_generation",
+        "/update_weights_from_disk",
+        "/flush_cache",
+        "/flush_cache",
+        "/flush_cache",
+        "/continue_generation",
+    ]
+    assert sum("flush_cache refused" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_flush_refused_to_the_end_is_a_typed_error_not_a_stale_cache(cluster: Cluster) -> None:
+    server = _sync_server(cluster, 100)
+
+    async def main() -> None:
+        async with SGLangBackend(config(server.url, flush_attempts=2)) as backend:
+            with pytest.raises(SGLangCacheNotFlushed) as caught:
+                await backend.update_weights(
+                    CheckpointWeights(path="/checkpoints/step-000100", version=1)
+                )
+            assert isinstance(caught.value, WeightSyncError)
+            assert "previous weights" in str(caught.value)
+            # The weights did load; the error says the cache may not match them.
+            assert backend.weight_version == 1 and backend.flush_refusals == 2
+
+    run(main)
+    assert cluster.journal.paths("sglang")[-1] == "/continue_generation"
+
+
+def test_a_disk_update_refuses_the_retract_pause(cluster: Cluster) -> None:
+    server = _sync_server(cluster, 0)
+
+    async def main() -> None:
+        async with SGLangBackend(config(server.url, pause_mode="retract")) as backend:
+            with pytest.raises(WeightSyncError, match="pause_mode='abort'"):
+                await backend.update_weights(CheckpointWeights(path="/checkpoints/a", version=1))
+            assert backend.weight_version == 0
+
+    run(main)
+    assert cluster.journal.paths("sglang") == ["/pause_generation", "/continue_generation"]
+    assert cluster.journal.seen[0].json() == {"mode": "retract"}
+
+
 def test_failed_update_keeps_the_version_and_still_resumes(cluster: Cluster) -> None:
     exchanges = load("update_weights_from_disk.json")["exchanges"]
     failed = Reply.recorded(load("errors.json")["update_from_disk_failed"])
@@ -662,28 +817,6 @@ def test_distributed_update_is_never_retried(cluster: Cluster) -> None:
         "/update_weights_from_distributed",
         "/continue_generation",
     ]
-
-
-def test_refused_flush_is_not_fatal(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
-    exchanges = load("update_weights_from_disk.json")["exchanges"]
-    refused = Reply.recorded(load("errors.json")["flush_refused"])
-
-    def handler(seen: Seen) -> Reply:
-        if seen.path == "/flush_cache":
-            return refused
-        match = next(e for e in exchanges if e["request"]["path"] == seen.path)
-        return Reply.recorded(match["response"])
-
-    server = cluster.serve("sglang", handler)
-
-    async def main() -> None:
-        async with SGLangBackend(config(server.url)) as backend:
-            source = CheckpointWeights(path="/checkpoints/step-000100", version=1)
-            assert await backend.update_weights(source) == 1
-
-    run(main)
-    assert cluster.journal.paths("sglang") == SYNC_PATHS
-    assert "flush_cache" in caplog.text
 
 
 def test_generation_waits_for_a_running_weight_sync(cluster: Cluster) -> None:
@@ -828,7 +961,8 @@ def test_router_mode_fans_control_calls_out_to_every_worker(
     router, replays = start_router(cluster, gateway=gateway)
 
     async def main() -> None:
-        async with SGLangBackend(config(router.url, router=True)) as backend:
+        cfg = config(router.url, router=True, parallel_sampling="server")
+        async with SGLangBackend(cfg) as backend:
             out = await backend.generate(N2_PROMPTS, N2_PARAMS)
             assert out[0][0].weight_version == 0
             source = CheckpointWeights(path="/checkpoints/step-000100", version=1)
@@ -952,6 +1086,7 @@ def test_launch_command_line() -> None:
         {"worker_urls": ("ftp://x",)},
         {"pause_mode": "in_place"},
         {"parallel_sampling": "both"},
+        {"flush_attempts": 0},
     ],
 )
 def test_config_is_validated(overrides: dict[str, typing.Any]) -> None:
@@ -1012,7 +1147,7 @@ def test_rollouts_train_on_exactly_the_ids_the_server_generated_from(cluster: Cl
     rollouts: list[typing.Any] = []
 
     async def main() -> None:
-        async with SGLangBackend(config(server.url)) as backend:
+        async with SGLangBackend(config(server.url, parallel_sampling="server")) as backend:
             out, stats = await generate_rollouts(
                 backend, tokenizer, fmt, prompts, SamplingParams(n=2, max_new_tokens=1)
             )

@@ -124,6 +124,51 @@ def test_micro_batching_does_not_change_the_update(tiny_spec: TinyModelSpec) -> 
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
 
 
+def test_recomputed_old_logprobs_match_the_torch_generator_and_keep_the_update(
+    tiny_spec: TinyModelSpec,
+) -> None:
+    trusting = _learner(tiny_spec, micro_batch_size=5)
+    samples = _rollout(trusting, SamplingParams(n=2, max_new_tokens=8, seed=4), reward_fn=True)
+    recomputing = _learner(tiny_spec, micro_batch_size=5, old_logprobs="learner")
+    a, b = trusting.step(samples), recomputing.step(samples)
+    assert a.old_logprob_diff_mean is None and a.old_logprob_diff_max is None
+    assert a.entropy is None and b.entropy is None  # entropy_coef 0: never computed
+    # The torch backend computes the learner's numbers: the server-vs-learner drift is ~0.
+    assert b.old_logprob_diff_mean is not None and b.old_logprob_diff_max is not None
+    assert 0 <= b.old_logprob_diff_mean <= b.old_logprob_diff_max < 1e-4
+    assert b.ratio_max_dev < 1e-6  # pi_old and pi come from the same code on the same weights
+    assert a.loss == pytest.approx(b.loss, abs=1e-6)
+    for p, q in zip(trusting.model.parameters(), recomputing.model.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7)
+
+    # Off-by-0.1 server numbers are measured, then replaced: the update is the same again.
+    shifted = [
+        msgspec.structs.replace(s, old_logprobs=tuple(x - 0.1 for x in s.old_logprobs))
+        for s in samples
+    ]
+    fixed = _learner(tiny_spec, micro_batch_size=5, old_logprobs="learner")
+    c = fixed.step(shifted)
+    assert c.old_logprob_diff_mean == pytest.approx(0.1, abs=1e-4)
+    assert c.old_logprob_diff_max == pytest.approx(0.1, abs=1e-4)
+    for p, q in zip(recomputing.model.parameters(), fixed.model.parameters(), strict=True):
+        assert p.grad is not None and q.grad is not None
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_old_logprobs_auto_follows_the_backend() -> None:
+    auto = LearnerConfig()
+    assert auto.old_logprobs == "auto"
+    assert auto.for_backend("sglang").old_logprobs == "learner"
+    assert auto.for_backend("torch").old_logprobs == "generator"
+    pinned = LearnerConfig(old_logprobs="generator")
+    assert pinned.for_backend("sglang").old_logprobs == "generator"
+    with pytest.raises(ConfigError):
+        LearnerConfig(old_logprobs="server")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        LearnerConfig(logprob_chunk_len=-1)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_spec: TinyModelSpec) -> None:
     plain = _learner(tiny_spec)
     samples = _rollout(plain, SamplingParams(n=2, max_new_tokens=5, seed=2), reward_fn=True)

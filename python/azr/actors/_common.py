@@ -166,19 +166,31 @@ async def generate_rollouts(
     fmt: PromptFormat,
     prompts: Sequence[str],
     params: SamplingParams,
+    *,
+    max_prompt_tokens: int | None = None,
 ) -> tuple[list[list[Rollout]], GenerationStats]:
     """``params.n`` rollouts per prompt (prompt-major) and what the call cost.
 
     Each prompt is tokenized once, here; the backend generates from those ids and the rollout
-    keeps the same ids for the learner."""
+    keeps the same ids for the learner. A prompt longer than ``max_prompt_tokens`` is not sent
+    (one over-long prompt would fail the whole backend call, or crowd out the response): its
+    rollouts are empty, and ``GenerationStats.too_long`` lists its index so the verifier gives
+    them the unscored reason ``prompt_too_long``."""
     start = time.perf_counter()
     texts = [fmt(p) for p in prompts]
     encoded = [tuple(tokenizer.encode_prompt(text)) for text in texts]
-    completions = await backend.generate_ids(encoded, params)
+    limit = max_prompt_tokens
+    too_long = tuple(i for i, ids in enumerate(encoded) if limit is not None and len(ids) > limit)
+    sent = [ids for i, ids in enumerate(encoded) if i not in too_long]
+    completions = iter(await backend.generate_ids(sent, params) if sent else [])
     stop = params.stop[0] if len(params.stop) == 1 else None
     out: list[list[Rollout]] = []
     prompt_tokens = generated = 0
-    for ids, samples in zip(encoded, completions, strict=True):
+    for i, ids in enumerate(encoded):
+        if i in too_long:
+            out.append([_not_generated(ids) for _ in range(params.n)])
+            continue
+        samples = next(completions)
         prompt_tokens += len(ids)
         row = []
         for c in samples:
@@ -196,11 +208,24 @@ async def generate_rollouts(
         out.append(row)
     stats = GenerationStats(
         seconds=time.perf_counter() - start,
-        prompts=len(texts),
+        prompts=len(sent),
         prompt_tokens=prompt_tokens,
         generated_tokens=generated,
+        too_long=too_long,
     )
     return out, stats
+
+
+def _not_generated(prompt_ids: tuple[int, ...]) -> Rollout:
+    # Never trained on (its verdict is unscored), so no weight version applies.
+    return Rollout(
+        prompt_ids=prompt_ids,
+        response_ids=(),
+        logprobs=(),
+        text="",
+        finish_reason="abort",
+        weight_version=0,
+    )
 
 
 ChunkT = TypeVar("ChunkT", bound=msgspec.Struct)
@@ -208,8 +233,9 @@ ChunkT = TypeVar("ChunkT", bound=msgspec.Struct)
 
 class GenerationActor(Generic[ChunkT]):
     """What the proposer and the solver share: a backend, how prompts are framed, base
-    sampling, an inbox of chunks served ``concurrency`` at a time, and the verifier's mailbox.
-    Subclasses say what one chunk becomes in :meth:`handle`."""
+    sampling, an inbox of chunks served ``concurrency`` at a time, the verifier's mailbox, and
+    the longest prompt sent (``max_prompt_tokens``; longer ones are dropped, see
+    :func:`generate_rollouts`). Subclasses say what one chunk becomes in :meth:`handle`."""
 
     def __init__(
         self,
@@ -221,8 +247,10 @@ class GenerationActor(Generic[ChunkT]):
         inbox: Mailbox[ChunkT],
         verifier: Mailbox[VerifierWork],
         concurrency: int = 1,
+        max_prompt_tokens: int | None = None,
     ) -> None:
         self._backend = backend
+        self._max_prompt_tokens = max_prompt_tokens
         self._tokenizer = tokenizer
         self._format = prompt_format
         self._sampling = sampling

@@ -179,6 +179,7 @@ class _StageClock(msgspec.Struct):
     generated_tokens: int = 0
     check_seconds: float = 0.0
     responses: int = 0
+    too_long: int = 0  # prompts not sent: longer than generation.max_prompt_tokens
 
     def begin(self) -> None:
         self.start = min(self.start, time.perf_counter())
@@ -311,6 +312,9 @@ def step_metrics(
     m["gen/prompt_tokens"] = float(sum(c.prompt_tokens for c in data.clocks.values()))
     m["gen/generated_tokens"] = float(generated)
     m["gen/tokens_per_s"] = generated / rollout_s if rollout_s > 0 else 0.0
+    # Per reason and role, these also show as propose/<type>/rejected/prompt_too_long and
+    # solve/<type>/wrong/prompt_too_long.
+    m["gen/prompts_too_long"] = float(sum(c.too_long for c in data.clocks.values()))
     for stage, clock in data.clocks.items():
         m[f"time/{stage}"] = clock.seconds
         m[f"time/check/{stage}"] = clock.check_seconds
@@ -325,13 +329,18 @@ def step_metrics(
         m["learner/skipped"] = 1.0 if lm is None or lm.skipped else 0.0
         if lm is not None:
             for key in ("loss", "pg_loss", "kl", "entropy", "clip_frac", "ratio_mean"):
-                m[f"learner/{key}"] = float(getattr(lm, key))
+                if (value := getattr(lm, key)) is not None:  # entropy: only when it is trained
+                    m[f"learner/{key}"] = float(value)
             m["learner/ratio_max_dev"] = lm.ratio_max_dev
             m["learner/grad_norm"] = lm.grad_norm
             m["learner/lr"] = lm.lr
             m["learner/samples"] = float(lm.samples)
             m["learner/tokens"] = float(lm.tokens)
             m["learner/tokens_per_s"] = lm.tokens_per_s
+            if lm.old_logprob_diff_mean is not None and lm.old_logprob_diff_max is not None:
+                # Generator (server) vs learner log-probs of the same tokens, same weights.
+                m["learner/old_logprob_diff_mean"] = lm.old_logprob_diff_mean
+                m["learner/old_logprob_diff_max"] = lm.old_logprob_diff_max
     return m
 
 
@@ -953,6 +962,7 @@ def _count_generation(
     clock.generated_tokens += stats.generated_tokens
     clock.responses += responses
     clock.check_seconds += check_seconds
+    clock.too_long += len(stats.too_long)
 
 
 def _expect_type(event: CoordinatorEvent, kind: type[E]) -> E:
@@ -995,9 +1005,11 @@ def _summary(step: int, steps: int, m: dict[str, float]) -> str:
     sizes = "/".join(f"{m.get(k, 0.0):.0f}" for k in per_type("buffer/{t}/size"))
     loss = m.get("learner/loss")
     loss_text = f"{loss:+.4f}" if loss is not None else "skipped"
+    too_long = m.get("gen/prompts_too_long", 0.0)
+    dropped = f" | {too_long:.0f} prompts too long, dropped" if too_long else ""
     return (
         f"step {step}/{steps} | loss {loss_text} | propose reward {letters} {rewards_p}, valid "
         f"{valid} | solve reward {rewards_s}, accuracy {accuracy} | buffers {sizes} | "
         f"{m.get('time/step', 0.0):.1f} s (rollout {m.get('time/rollout', 0.0):.1f}, update "
-        f"{m.get('time/update', 0.0):.1f}) | {m.get('gen/tokens_per_s', 0.0):.0f} tok/s"
+        f"{m.get('time/update', 0.0):.1f}) | {m.get('gen/tokens_per_s', 0.0):.0f} tok/s{dropped}"
     )

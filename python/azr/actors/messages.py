@@ -122,12 +122,15 @@ class Rollout(_Message, frozen=True, array_like=True):
 
 
 class GenerationStats(_Message, frozen=True):
-    """The cost of one backend call."""
+    """The cost of one backend call. ``prompts`` counts the prompts sent; ``too_long`` lists
+    (by index within the chunk) those left out for exceeding ``generation.max_prompt_tokens``,
+    whose rollouts are empty."""
 
     seconds: float
     prompts: int
     prompt_tokens: int
     generated_tokens: int
+    too_long: tuple[int, ...] = ()
 
 
 class ProposeChunk(_Message, frozen=True):

@@ -28,7 +28,12 @@ class Proposer(GenerationActor[ProposeChunk]):
         params = msgspec.structs.replace(self._sampling, n=1, seed=chunk.seed)
         prompts = [propose_prompt(request) for request in chunk.requests]
         rollouts, stats = await generate_rollouts(
-            self._backend, self._tokenizer, self._format, prompts, params
+            self._backend,
+            self._tokenizer,
+            self._format,
+            prompts,
+            params,
+            max_prompt_tokens=self._max_prompt_tokens,
         )
         message = ValidateProposals(
             chunk=chunk, rollouts=tuple(r[0] for r in rollouts), generation=stats

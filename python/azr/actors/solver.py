@@ -27,7 +27,12 @@ class Solver(GenerationActor[SolveChunk]):
             params = msgspec.structs.replace(params, temperature=0.0)
         prompts = [solve_prompt(task) for task in chunk.tasks]
         rollouts, stats = await generate_rollouts(
-            self._backend, self._tokenizer, self._format, prompts, params
+            self._backend,
+            self._tokenizer,
+            self._format,
+            prompts,
+            params,
+            max_prompt_tokens=self._max_prompt_tokens,
         )
         flat = tuple(r for per_task in rollouts for r in per_task)
         await tell(self._verifier, CheckSolutions(chunk=chunk, rollouts=flat, generation=stats))

@@ -22,8 +22,8 @@ from azr.actors.messages import (
     VerifierWork,
 )
 from azr.runtime import ActorContext, Mailbox
-from azr.tasks.types import ProposeRequest
-from azr.verify import InductionValidation, Validation, Verifier
+from azr.tasks.types import ProposeRequest, Reason
+from azr.verify import InductionValidation, Validation, Verdict, Verifier
 
 __all__ = ["VerifierActor", "proposal_verdict"]
 
@@ -63,27 +63,46 @@ class VerifierActor:
             await serve(ctx, self._inbox, handle, self._max_concurrent)
 
 
+_TOO_LONG_DETAIL = "the prompt exceeds generation.max_prompt_tokens; nothing was generated"
+_TOO_LONG_PROPOSAL = ProposalVerdict(Reason.PROMPT_TOO_LONG, _TOO_LONG_DETAIL)
+_TOO_LONG_ANSWER = Verdict(
+    correct=False, reward=0.0, reason=Reason.PROMPT_TOO_LONG, detail=_TOO_LONG_DETAIL
+)
+
+
 async def judge(verifier: Verifier, work: VerifierWork) -> CoordinatorEvent:
-    """The verdicts on one piece of work, as the event the coordinator receives."""
+    """The verdicts on one piece of work, as the event the coordinator receives.
+
+    Rollouts of prompts the generating actor left out as too long are not run: they get the
+    unscored reason ``prompt_too_long``, so they are counted but never rewarded."""
     start = time.perf_counter()
     match work:
-        case ValidateProposals(chunk=chunk, rollouts=rollouts):
-            requests: list[ProposeRequest] = list(chunk.requests)
+        case ValidateProposals(chunk=chunk, rollouts=rollouts, generation=generation):
+            skipped = set(generation.too_long)
+            keep = [i for i in range(len(rollouts)) if i not in skipped]
+            requests: list[ProposeRequest] = [chunk.requests[i] for i in keep]
             results = await verifier.score_proposal_batch_async(
-                requests, [r.text for r in rollouts]
+                requests, [rollouts[i].text for i in keep]
             )
+            proposals = dict(zip(keep, map(proposal_verdict, results), strict=True))
             return ProposalsValidated(
                 work=work,
-                verdicts=tuple(proposal_verdict(r) for r in results),
+                verdicts=tuple(proposals.get(i, _TOO_LONG_PROPOSAL) for i in range(len(rollouts))),
                 seconds=time.perf_counter() - start,
                 executions=verifier.executor.statistics()["executions"],
             )
-        case CheckSolutions(chunk=chunk, rollouts=rollouts):
-            tasks = [task for task in chunk.tasks for _ in range(chunk.n)]
-            verdicts = await verifier.score_response_batch_async(tasks, [r.text for r in rollouts])
+        case CheckSolutions(chunk=chunk, rollouts=rollouts, generation=generation):
+            skipped = set(generation.too_long)
+            # Rollouts are task-major: rollout i answers task i // n.
+            keep = [i for i in range(len(rollouts)) if i // chunk.n not in skipped]
+            tasks = [chunk.tasks[i // chunk.n] for i in keep]
+            verdicts = await verifier.score_response_batch_async(
+                tasks, [rollouts[i].text for i in keep]
+            )
+            answers = dict(zip(keep, verdicts, strict=True))
             return SolutionsChecked(
                 work=work,
-                verdicts=tuple(verdicts),
+                verdicts=tuple(answers.get(i, _TOO_LONG_ANSWER) for i in range(len(rollouts))),
                 seconds=time.perf_counter() - start,
                 executions=verifier.executor.statistics()["executions"],
             )

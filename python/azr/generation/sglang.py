@@ -14,12 +14,16 @@ Generation
     sends text (``text``), which the server tokenizes itself. Either goes to ``POST /generate``
     as a list, with ``return_logprob: true``.
     Large calls are split into requests of at most ``max_batch_sequences`` sequences that run
-    concurrently, at most ``max_concurrency`` at a time. ``n > 1`` is either sent as
-    ``sampling_params.n`` (SGLang then returns ``len(text) * n`` results, prompt-major: every
-    sample of prompt 0, then of prompt 1, ...) or, when a seed is given or
-    ``parallel_sampling="client"``, by repeating each prompt ``n`` times, each copy with its own
-    ``sampling_seed`` derived from ``(seed, prompt index, sample index)``. SGLang copies one
-    ``sampling_seed`` to all ``n`` parallel samples, which would make them identical.
+    concurrently, at most ``max_concurrency`` at a time. ``n > 1`` is sent, by default
+    (``parallel_sampling="client"``), by repeating each prompt ``n`` times, as SGLang's docs
+    advise over ``sampling_params.n``: every sample is its own request that the server schedules
+    on its own, and can carry its own ``sampling_seed`` derived from ``(seed, prompt index,
+    sample index)`` (SGLang copies one ``sampling_seed`` to all ``n`` parallel samples, which
+    would make them identical). ``parallel_sampling="server"`` sends ``n`` instead (SGLang then
+    returns ``len(text) * n`` results, prompt-major), unless a seed is given.
+    ``sampling_seed`` exists from SGLang 0.5.3 on; before the first seeded request the client
+    reads the version from ``GET /get_server_info`` once, and an older server (or one that does
+    not say) gets no seeds and one warning, rather than a request it would reject.
 
     Every knob SGLang could otherwise take from the model's ``generation_config.json`` (its
     default ``--sampling-defaults model``) is sent explicitly: ``top_k=-1``, ``min_p=0`` and
@@ -37,23 +41,34 @@ Log-probabilities
 
 Weight versions
     Each completion is stamped with the version this client believed the server held when the
-    HTTP request that produced it was sent. Requests are held back while :meth:`update_weights`
-    runs, so a request sent after an update carries the new version. A request already running
-    when an update starts is paused with it. In the default ``pause_mode="retract"`` SGLang moves
-    it back to its queue and drops its KV cache; after the update it is recomputed and finishes on
-    the new weights, yet keeps the old stamp (so a stamp is a lower bound, while each token's
-    logprob is that of the weights that sampled it). With ``pause_mode="abort"`` (and on SGLang
-    releases older than the pause modes, which always abort) it comes back early with
-    ``finish_reason="abort"`` and the tokens it had so far.
+    HTTP request that produced it was sent. Requests are held back while a weight update runs,
+    so a request sent after an update carries the new version. A request already running when
+    an update starts is paused with it: with the default ``pause_mode="abort"`` it comes back
+    early with ``finish_reason="abort"`` and the tokens it had so far (the actors never train
+    on those). ``pause_mode="retract"`` would keep it queued on the server instead, to be
+    recomputed on the new weights, but see below: SGLang cannot flush its cache then.
 
 Weight sync
-    ``update_weights`` follows SGLang's documented sequence on every worker: ``/pause_generation``,
-    then ``/update_weights_from_disk`` (a checkpoint directory the learner wrote) or
-    ``/update_weights_from_distributed`` (tensors the learner broadcasts over a collective group
-    set up earlier with :meth:`SGLangBackend.init_weights_update_group`; this client only sends
-    the control requests and the learner must broadcast concurrently), then ``/flush_cache``, then
-    ``/continue_generation``. Each phase goes to all workers at once and finishes everywhere before
-    the next begins; the collective calls would deadlock if sent one worker at a time.
+    ``update_weights`` (or, for a bucketed NCCL sync, :meth:`SGLangBackend.weight_update`)
+    follows this order on every worker: ``/pause_generation``; then
+    ``/update_weights_from_disk`` (a checkpoint directory the learner wrote) or one
+    ``/update_weights_from_distributed`` per bucket (tensors the learner broadcasts over a
+    collective group set up with :meth:`SGLangBackend.init_weights_update_group`; the tensor
+    side is :mod:`azr.generation.weight_broadcast`), each sent with ``flush_cache: false``;
+    then one ``/flush_cache``; then ``/continue_generation``. Each phase goes to all workers at
+    once and finishes everywhere before the next begins; the collective calls would deadlock if
+    sent one worker at a time.
+    Why this order: the prefix cache must not outlive the weights that computed it, and SGLang
+    flushes only when it holds no request (it answers 400 otherwise, and a flush requested
+    inside an update that fails makes it assert). An ``abort`` pause returns once no request
+    is left, so the flush finds the server idle; a ``retract`` pause puts running requests
+    back in the queue, where they block the flush. So the flush comes once, last, as its own
+    request: a refusal (the tail of an abort) is retried ``flush_attempts`` times with backoff,
+    counted in ``SGLangBackend.flush_refusals`` and logged, and a worker that still refuses
+    raises :class:`SGLangCacheNotFlushed` after the workers are resumed (the weights are
+    loaded and the version advanced; what may be stale is named). A disk update under
+    ``retract`` is refused up front: SGLang flushes after a disk load whatever the request
+    says, and asserts that it worked.
 
 Router
     With ``router=True`` generation goes through the router URL, and control calls go to every
@@ -69,8 +84,10 @@ Errors
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import re
 import sys
 import typing
 from collections.abc import Mapping, Sequence
@@ -97,6 +114,7 @@ from azr.generation.base import (
 
 __all__ = [
     "SGLangBackend",
+    "SGLangCacheNotFlushed",
     "SGLangConfig",
     "SGLangConnectionError",
     "SGLangError",
@@ -106,6 +124,7 @@ __all__ = [
     "SGLangRejected",
     "SGLangServerError",
     "SGLangTimeout",
+    "SGLangWeightUpdate",
     "launch_sglang_server",
     "wait_healthy",
 ]
@@ -163,6 +182,11 @@ class SGLangProtocolError(SGLangError):
     """The server's answer is not what SGLang's documented protocol says (bad JSON, wrong shape)."""
 
 
+class SGLangCacheNotFlushed(SGLangError, WeightSyncError):
+    """New weights loaded, but a worker kept refusing to flush its cache, which may still hold
+    prefixes computed with the previous weights."""
+
+
 # --------------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------------
@@ -182,8 +206,9 @@ class SGLangConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     worker_urls: tuple[str, ...] = ()
     max_concurrency: int = 8
     max_batch_sequences: int = 256
-    parallel_sampling: ParallelSampling = "server"
-    pause_mode: PauseMode = "retract"
+    parallel_sampling: ParallelSampling = "client"
+    pause_mode: PauseMode = "abort"
+    flush_attempts: int = 3
     request_timeout_s: float = 900.0
     control_timeout_s: float = 900.0
     connect_timeout_s: float = 10.0
@@ -205,6 +230,8 @@ class SGLangConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
                 raise ConfigError(f"{name} must be > 0, got {value}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.flush_attempts < 1:
+            raise ConfigError(f"flush_attempts must be >= 1, got {self.flush_attempts}")
         if not 0 <= self.retry_backoff_s <= self.retry_backoff_max_s:
             raise ConfigError("need 0 <= retry_backoff_s <= retry_backoff_max_s")
         # msgspec checks Literal fields when decoding, not when constructing.
@@ -309,6 +336,24 @@ class _RouterWorkers(msgspec.Struct):
     urls: list[str]
 
 
+class _ServerInfo(msgspec.Struct):
+    # /get_server_info answers with the server arguments and more; only the version matters.
+    version: str | None = None
+
+
+# The first SGLang release whose sampling parameters include sampling_seed (September 2025).
+_SAMPLING_SEED_SINCE = (0, 5, 3)
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def _parse_version(text: str | None) -> tuple[int, int, int] | None:
+    match = _VERSION.match(text or "")
+    if match is None:
+        return None
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
 class SGLangModelInfo(msgspec.Struct, frozen=True):
     """What ``GET /get_model_info`` reports (fields older servers lack are ``None``)."""
 
@@ -336,6 +381,7 @@ _control_decoder = msgspec.json.Decoder(_ControlResult)
 _gateway_decoder = msgspec.json.Decoder(_GatewayWorkers)
 _router_decoder = msgspec.json.Decoder(_RouterWorkers)
 _model_info_decoder = msgspec.json.Decoder(SGLangModelInfo)
+_server_info_decoder = msgspec.json.Decoder(_ServerInfo)
 _error_decoder = msgspec.json.Decoder(_ErrorBody)
 _EMPTY_OBJECT = b"{}"
 
@@ -495,6 +541,12 @@ class SGLangBackend:
         self._sync_idle.set()
         self._random = random.Random()
         self._closed = False
+        # Refused /flush_cache answers after weight updates (each retried; see _flush).
+        self.flush_refusals = 0
+        # Whether the server understands sampling_params.sampling_seed: asked once, on the
+        # first seeded call (see _seeds_supported).
+        self._seed_support: bool | None = None
+        self._seed_check = trio.Lock()
 
     async def __aenter__(self) -> SGLangBackend:
         return self
@@ -547,7 +599,8 @@ class SGLangBackend:
     ) -> list[list[Completion]]:
         if not prompts:
             return []
-        chunks = self._plan(prompts, params)
+        seeded = params.seed is not None and await self._seeds_supported()
+        chunks = self._plan(prompts, params, seeded=seeded)
         results: list[list[Completion] | None] = [None] * len(prompts)
         failures: list[tuple[_Chunk, SGLangError]] = []
         closed: list[BackendClosed] = []
@@ -585,10 +638,12 @@ class SGLangBackend:
             raise SGLangProtocolError(f"no results for prompts {missing}", url=self._url)
         return typing.cast(list[list[Completion]], results)
 
-    def _plan(self, prompts: list[str] | list[list[int]], params: SamplingParams) -> list[_Chunk]:
+    def _plan(
+        self, prompts: list[str] | list[list[int]], params: SamplingParams, *, seeded: bool
+    ) -> list[_Chunk]:
         n = params.n
         per_chunk = max(1, self._config.max_batch_sequences // n)
-        expand = params.seed is not None or (n > 1 and self._config.parallel_sampling == "client")
+        expand = seeded or (n > 1 and self._config.parallel_sampling == "client")
         chunks: list[_Chunk] = []
         for start in range(0, len(prompts), per_chunk):
             texts: list[typing.Any] = list(prompts[start : start + per_chunk])
@@ -599,7 +654,7 @@ class SGLangBackend:
             else:
                 # Prompt-major repetition, the same order SGLang uses for its own n > 1.
                 batch = [text for text in texts for _ in range(n)]
-                if params.seed is None:
+                if not seeded or params.seed is None:
                     sampling = _wire_params(params, n=1, sampling_seed=None)
                 else:
                     seed = params.seed
@@ -616,6 +671,40 @@ class SGLangBackend:
                 _Chunk(start=start, num_prompts=len(texts), body=_encoder.encode(request))
             )
         return chunks
+
+    async def _seeds_supported(self) -> bool:
+        """Whether the server takes ``sampling_seed`` (SGLang >= 0.5.3), from the version that
+        ``GET /get_server_info`` reports; asked once. An older server, or one that does not
+        say, gets no seeds (it would reject the unknown field) and one warning."""
+        async with self._seed_check:
+            if self._seed_support is None:
+                version = await self.server_version()
+                supported = version is not None and version >= _SAMPLING_SEED_SINCE
+                if not supported:
+                    shown = ".".join(map(str, version)) if version else "an unknown version"
+                    logger.warning(
+                        "the SGLang server runs %s; sampling_seed needs %s or later, so seeded "
+                        "requests are sent without seeds and are not reproducible",
+                        shown,
+                        ".".join(map(str, _SAMPLING_SEED_SINCE)),
+                    )
+                self._seed_support = supported
+            return self._seed_support
+
+    async def server_version(self) -> tuple[int, int, int] | None:
+        """The SGLang version a worker reports in ``GET /get_server_info`` (None if it does
+        not say). Asked of the first worker, as a router need not forward the call."""
+        self._check_open()
+        url = f"{(await self.worker_urls())[0]}/get_server_info"
+        try:
+            response, _ = await self._call(
+                "GET", url, None, timeout=self._config.control_timeout_s, retry=True
+            )
+        except SGLangRejected as exc:
+            if exc.status in (404, 405):
+                return None
+            raise
+        return _parse_version(_decode(_server_info_decoder, response, url).version)
 
     async def _generate_chunk(self, chunk: _Chunk, n: int) -> list[list[Completion]]:
         url = f"{self._url}/generate"
@@ -669,75 +758,64 @@ class SGLangBackend:
 
         Raises :class:`WeightSyncError` (the version is unchanged) when pausing or loading fails
         on any worker; the message names the workers and quotes their answers. Generation is
-        resumed on every worker whatever happens, even if this call is cancelled. If resuming
-        itself fails after the weights loaded, the version is advanced and the resume error
-        (a :class:`BackendUnavailable` or :class:`SGLangRejected`) is raised.
+        resumed on every worker whatever happens, even if this call is cancelled. If the cache
+        flush or resuming fails after the weights loaded, the version is advanced and that
+        error is raised (:class:`SGLangCacheNotFlushed`, or a :class:`BackendUnavailable` or
+        :class:`SGLangRejected` from resuming).
         """
         self._check_open()
-        path: str
-        body: bytes
-        # Loading the same checkpoint twice is harmless, so disk updates may be retried; a
-        # distributed update pairs with one broadcast from the learner and must not be.
-        retry: bool
-        if isinstance(source, CheckpointWeights):
-            path = "/update_weights_from_disk"
-            body = _encoder.encode(
-                _UpdateFromDiskRequest(
-                    model_path=source.path, weight_version=str(source.version), flush_cache=True
-                )
-            )
-            retry = True
-        elif isinstance(source, DistributedWeights):
-            path = "/update_weights_from_distributed"
-            body = _encoder.encode(
-                _UpdateFromDistributedRequest(
-                    names=list(source.names),
-                    dtypes=list(source.dtypes),
-                    shapes=[list(shape) for shape in source.shapes],
-                    group_name=source.group_name,
-                    weight_version=str(source.version),
-                    flush_cache=True,
-                )
-            )
-            retry = False
-        else:
+        if not isinstance(source, CheckpointWeights | DistributedWeights):
             raise UnsupportedWeightSource(
                 f"an SGLang server cannot load {type(source).__name__}; send CheckpointWeights "
                 "or DistributedWeights"
             )
+        async with self.weight_update(source.version) as update:
+            if isinstance(source, CheckpointWeights):
+                await update.load_checkpoint(source)
+            else:
+                await update.load_distributed(source)
+        return self.weight_version
 
+    @contextlib.asynccontextmanager
+    async def weight_update(self, version: int) -> typing.AsyncIterator[SGLangWeightUpdate]:
+        """Pause every worker, let the body load weights, then flush the cache and resume.
+
+        The body calls :meth:`SGLangWeightUpdate.load_distributed` once per bucket of a
+        bucketed NCCL sync (see :mod:`azr.generation.weight_broadcast`), or
+        :meth:`~SGLangWeightUpdate.load_checkpoint` once. Generation requests are held back
+        meanwhile, so none runs on half-loaded weights. On success ``weight_version`` becomes
+        ``version``; the cache is flushed after the last load (see the module docstring for the
+        order and for what a refused flush does); workers are resumed whatever happens.
+        """
+        self._check_open()
         async with self._sync_lock:
             idle = trio.Event()
             self._sync_idle = idle
             try:
-                await self._sync(source.version, path, body, retry)
+                try:
+                    workers = await self.worker_urls()
+                except SGLangError as exc:
+                    raise WeightSyncError(f"cannot find the workers to update: {exc}") from exc
+                async with self._paused(workers):
+                    update = SGLangWeightUpdate(self, workers)
+                    yield update
+                    if update.loads == 0:
+                        return
+                    # The weights are in place on every worker from here on.
+                    self.weight_version = version
+                    await self._flush(workers)
             finally:
                 idle.set()
-        return self.weight_version
 
-    async def _sync(self, version: int, path: str, body: bytes, retry: bool) -> None:
-        try:
-            workers = await self.worker_urls()
-        except SGLangError as exc:
-            raise WeightSyncError(f"cannot find the workers to update: {exc}") from exc
+    @contextlib.asynccontextmanager
+    async def _paused(self, workers: Sequence[str]) -> typing.AsyncIterator[None]:
         pause = _encoder.encode(_PauseRequest(mode=self._config.pause_mode))
         problem: BaseException | None = None
         try:
             failures = await self._fan_out(workers, "/pause_generation", pause, retry=True)
             if failures:
                 raise _sync_error("/pause_generation", workers, failures)
-            failures = await self._fan_out(workers, path, body, retry=retry, check_success=True)
-            if failures:
-                raise _sync_error(path, workers, failures)
-            # The update requests already ask the server to flush; this explicit flush covers
-            # servers that ignore that field. SGLang answers 400 when it holds requests whose KV
-            # cache it must keep, which the abort and retract pauses rule out. A refusal is
-            # logged, not fatal: the weights are in place by now.
-            for url, error in await self._fan_out(
-                workers, "/flush_cache", _EMPTY_OBJECT, retry=True
-            ):
-                logger.warning("flush_cache on %s failed after a weight update: %s", url, error)
-            self.weight_version = version
+            yield
         except BaseException as exc:
             problem = exc
             raise
@@ -756,6 +834,48 @@ class SGLangBackend:
                 if problem is None:
                     raise error.with_message(message) from error
                 logger.error("%s (while handling: %s)", message, problem)
+
+    async def _flush(self, workers: Sequence[str]) -> None:
+        """``/flush_cache`` on every worker, once all loads are done and while still paused.
+
+        SGLang refuses (HTTP 400) to flush while it holds requests: after an ``abort`` pause
+        that can only be the tail of the abort, so a refusal is retried ``flush_attempts``
+        times with backoff, each counted in ``flush_refusals`` and logged. A worker still
+        refusing raises :class:`SGLangCacheNotFlushed`: its prefix cache may hold entries
+        computed with the previous weights, which must not pass silently.
+        """
+        pending = list(workers)
+        delay = self._config.retry_backoff_s
+        for attempt in range(1, self._config.flush_attempts + 1):
+            failures = await self._fan_out(pending, "/flush_cache", _EMPTY_OBJECT, retry=True)
+            refused = [(url, e) for url, e in failures if isinstance(e, SGLangRejected)]
+            if len(refused) < len(failures):
+                raise _sync_error("/flush_cache", workers, failures)
+            if not refused:
+                return
+            self.flush_refusals += len(refused)
+            pending = [url for url, _ in refused]
+            logger.warning(
+                "/flush_cache refused by %d of %d workers after a weight update (attempt %d of "
+                "%d): %s",
+                len(refused),
+                len(workers),
+                attempt,
+                self._config.flush_attempts,
+                refused[0][1],
+            )
+            if attempt < self._config.flush_attempts:
+                await trio.sleep(delay)
+                delay = min(delay * 2, self._config.retry_backoff_max_s)
+        error = SGLangCacheNotFlushed(
+            f"/flush_cache still refused by {len(pending)} of {len(workers)} workers after "
+            f"{self._config.flush_attempts} attempts (pause_mode={self._config.pause_mode!r}): "
+            "the new weights are loaded but those workers' prefix caches may hold entries of "
+            f"the previous weights; first: {pending[0]}",
+            url=pending[0],
+            status=400,
+        )
+        raise error
 
     async def init_weights_update_group(
         self,
@@ -997,6 +1117,57 @@ def _sync_error(
     )
     error.__cause__ = failures[0][1]
     return error
+
+
+class SGLangWeightUpdate:
+    """What the body of :meth:`SGLangBackend.weight_update` loads weights with."""
+
+    def __init__(self, backend: SGLangBackend, workers: Sequence[str]) -> None:
+        self._backend = backend
+        self._workers = list(workers)
+        self.loads = 0
+
+    async def load_checkpoint(self, source: CheckpointWeights) -> None:
+        """``/update_weights_from_disk`` on every worker."""
+        if self._backend.config.pause_mode == "retract":
+            # SGLang flushes after a disk update unconditionally and asserts that the flush
+            # worked, which it cannot while retracted requests wait in its queue.
+            raise WeightSyncError(
+                "a disk update needs pause_mode='abort': SGLang flushes its cache after loading "
+                "from disk and fails while retracted requests are queued"
+            )
+        body = _encoder.encode(
+            _UpdateFromDiskRequest(
+                model_path=source.path, weight_version=str(source.version), flush_cache=False
+            )
+        )
+        # Loading the same checkpoint twice is harmless, so this request may be retried.
+        await self._load("/update_weights_from_disk", body, retry=True)
+
+    async def load_distributed(self, source: DistributedWeights) -> None:
+        """``/update_weights_from_distributed`` on every worker, for tensors the learner
+        broadcasts concurrently over ``source.group_name`` in the listed order."""
+        body = _encoder.encode(
+            _UpdateFromDistributedRequest(
+                names=list(source.names),
+                dtypes=list(source.dtypes),
+                shapes=[list(shape) for shape in source.shapes],
+                group_name=source.group_name,
+                weight_version=str(source.version),
+                # One flush after the last bucket (SGLangBackend._flush), not one per bucket.
+                flush_cache=False,
+            )
+        )
+        # Each request pairs with one broadcast from the learner: never repeated.
+        await self._load("/update_weights_from_distributed", body, retry=False)
+
+    async def _load(self, path: str, body: bytes, *, retry: bool) -> None:
+        failures = await self._backend._fan_out(
+            self._workers, path, body, retry=retry, check_success=True
+        )
+        if failures:
+            raise _sync_error(path, self._workers, failures)
+        self.loads += 1
 
 
 # --------------------------------------------------------------------------------------------------

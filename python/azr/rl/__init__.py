@@ -16,6 +16,7 @@ from azr.rl.batch import (
 from azr.rl.checkpoint import atomic_directory, resolve_checkpoint
 from azr.rl.config import LearnerConfig
 from azr.rl.learner import Learner, StepMetrics
+from azr.rl.logprobs import LogprobDrift, ResponseScores, logprob_drift, response_scores
 from azr.rl.loss import (
     KlEstimator,
     entropy_from_logits,
@@ -33,6 +34,8 @@ __all__ = [
     "KlEstimator",
     "Learner",
     "LearnerConfig",
+    "LogprobDrift",
+    "ResponseScores",
     "Role",
     "Sample",
     "StepMetrics",
@@ -42,8 +45,10 @@ __all__ = [
     "entropy_from_logits",
     "group_index",
     "kl_penalty",
+    "logprob_drift",
     "ppo_clip_loss",
     "resolve_checkpoint",
+    "response_scores",
     "token_logprobs",
     "trr_advantages",
 ]

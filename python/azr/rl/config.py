@@ -65,7 +65,21 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       ``gradient_checkpointing`` trades compute for activation memory; ``bf16_autocast`` uses
       bfloat16 autocast on CUDA only (CPU runs stay float32); ``device`` is "auto" (CUDA when
       present), "cpu", "cuda" or "cuda:N"; under torchrun "auto" and "cuda" mean the rank's own
-      GPU (``LOCAL_RANK``). ``distributed``: :class:`DistributedConfig`.
+      GPU (``LOCAL_RANK``). ``distributed``: :class:`DistributedConfig`. ``logprob_chunk_len``
+      response positions at a time go through the output head when computing log-probs and
+      entropy, so no
+      ``(batch, length, vocabulary)`` logits exist at once, in float32 or otherwise (0: the
+      model's full logits, the unchunked reference; see :mod:`azr.rl.logprobs`).
+
+    Old log-probs
+      ``old_logprobs`` says whose log-probs the PPO ratio divides by: ``"generator"`` trusts the
+      ones the generation backend returned; ``"learner"`` recomputes them with the learner's
+      weights before the update (as veRL does), which removes the server's numerical drift
+      (other kernels, bf16) from the ratio at the cost of one forward pass over the batch, and
+      reports the server-vs-learner difference. ``"auto"`` is ``"learner"`` with an SGLang
+      backend and ``"generator"`` with the in-process torch backend, which computes exactly the
+      learner's numbers (resolved by the run; a bare :class:`~azr.rl.Learner` reads it as
+      ``"generator"``).
     """
 
     lr: float = 1e-6
@@ -87,6 +101,8 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     bf16_autocast: bool = True
     device: str = "auto"
     distributed: DistributedConfig = DistributedConfig()
+    logprob_chunk_len: int = 512
+    old_logprobs: Literal["auto", "generator", "learner"] = "auto"
 
     def __post_init__(self) -> None:
         checks = [
@@ -107,10 +123,22 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 "distributed.cpu_offload moves GPU shards to host memory; with device = 'cpu' "
                 "there is nothing to offload",
             ),
+            (self.logprob_chunk_len >= 0, "logprob_chunk_len must be >= 0"),
+            (
+                self.old_logprobs in ("auto", "generator", "learner"),
+                "old_logprobs must be 'auto', 'generator' or 'learner'",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def for_backend(self, backend: str) -> LearnerConfig:
+        """This config with ``old_logprobs = "auto"`` resolved for a generation backend."""
+        if self.old_logprobs != "auto":
+            return self
+        source = "learner" if backend == "sglang" else "generator"
+        return msgspec.structs.replace(self, old_logprobs=source)
 
     @classmethod
     def tiny_cpu(cls, **overrides: Any) -> LearnerConfig:

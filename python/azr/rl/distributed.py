@@ -42,6 +42,7 @@ from azr.errors import ConfigError
 from azr.models.tiny import TinyModelSpec
 from azr.rl.batch import TrainBatch
 from azr.rl.config import DistributedConfig, LearnerConfig
+from azr.rl.logprobs import register_sharded_scoring
 
 __all__ = [
     "Build",
@@ -304,6 +305,7 @@ def shard_model(model: Any, group: LearnerGroup) -> None:
     units.append(
         fully_shard(model, reshard_after_forward=False, mp_policy=mp, offload_policy=offload)
     )
+    register_sharded_scoring(model)
     for unit in units:
         unit.set_gradient_divide_factor(1.0)
         # Gloo has no pre-scaled sum; a factor of 1 is a plain sum anyway.

@@ -40,7 +40,8 @@ from azr.rl.advantages import baseline_groups, trr_advantages
 from azr.rl.batch import GROUP_NAMES, Sample, TrainBatch
 from azr.rl.checkpoint import atomic_directory, resolve_checkpoint
 from azr.rl.config import LearnerConfig
-from azr.rl.loss import entropy_from_logits, kl_penalty, ppo_clip_loss, token_logprobs
+from azr.rl.logprobs import ResponseScores, logprob_drift, response_scores
+from azr.rl.loss import kl_penalty, ppo_clip_loss
 
 __all__ = ["Learner", "StepMetrics"]
 
@@ -54,21 +55,24 @@ class StepMetrics(msgspec.Struct, frozen=True):
 
     ``loss`` is the full objective (policy + KL - entropy terms), token-mean over the batch.
     ``kl`` is the KL estimate to the reference policy (0 when disabled) and ``entropy`` the mean
-    per-token entropy of the current policy. ``clip_frac`` is the fraction of response tokens whose
-    gradient the ratio clip removed; ``ratio_mean``/``ratio_max_dev`` describe ``pi / pi_old``
-    over response tokens (``ratio_max_dev`` = max |ratio - 1|, 0 for a fully on-policy batch up to
-    rounding). ``grad_norm`` is before clipping; a non-finite one skips the update
-    (``skipped``). ``tokens`` counts response tokens trained on; ``tokens_per_s`` counts every
-    non-padding token the step processed (prompts included) per second of wall time.
-    ``reward_mean``/``reward_std`` are per group present in the batch, keyed like
-    ``"deduction.propose"``.
+    per-token entropy of the current policy, computed only when the entropy bonus is on (None
+    otherwise: it costs a pass over the whole vocabulary per token). ``clip_frac`` is the
+    fraction of response tokens whose gradient the ratio clip removed; ``ratio_mean`` and
+    ``ratio_max_dev`` describe ``pi / pi_old`` over response tokens (``ratio_max_dev`` =
+    max |ratio - 1|, 0 for a fully on-policy batch up to rounding). ``grad_norm`` is before
+    clipping; a non-finite one skips the update (``skipped``). ``tokens`` counts response
+    tokens trained on; ``tokens_per_s`` counts every non-padding token the step processed
+    (prompts included) per second of wall time. ``reward_mean``/``reward_std`` are per group
+    present in the batch, keyed like ``"deduction.propose"``. With ``old_logprobs =
+    "learner"``, ``old_logprob_diff_mean``/``_max`` are the mean and max absolute difference
+    between the generator's log-probs and the learner's recomputed ones (None otherwise).
     """
 
     step: int
     loss: float
     pg_loss: float
     kl: float
-    entropy: float
+    entropy: float | None
     clip_frac: float
     ratio_mean: float
     ratio_max_dev: float
@@ -82,6 +86,8 @@ class StepMetrics(msgspec.Struct, frozen=True):
     skipped: bool
     reward_mean: dict[str, float]
     reward_std: dict[str, float]
+    old_logprob_diff_mean: float | None = None
+    old_logprob_diff_max: float | None = None
 
 
 class _LearnerMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -136,19 +142,6 @@ def _collate(
         response_len=R,
         total_tokens=int(attention_mask.sum()),
     )
-
-
-def _response_logits(model: Any, mb: _MicroBatch) -> torch.Tensor:
-    """Logits predicting each response token: ``(b, R, V)``."""
-    out = model(
-        input_ids=mb.input_ids,
-        attention_mask=mb.attention_mask,
-        position_ids=mb.position_ids,
-        use_cache=False,
-        logits_to_keep=mb.response_len + 1,
-    )
-    logits: torch.Tensor = out.logits
-    return logits[:, :-1]  # (b, R, V): column P-1 predicts the first response token
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -270,6 +263,18 @@ class Learner:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _scores(self, model: Any, mb: _MicroBatch, *, with_entropy: bool) -> ResponseScores:
+        """Log-probs (and entropy) of ``mb``'s response tokens, ``(b, R)``, chunked along R."""
+        return response_scores(
+            model,
+            mb.input_ids,
+            mb.attention_mask,
+            mb.position_ids,
+            mb.targets,
+            chunk_len=self.config.logprob_chunk_len,
+            with_entropy=with_entropy,
+        )
+
     def _micro_batches(
         self, samples: Sequence[Sample], advantages: torch.Tensor
     ) -> Iterator[tuple[_MicroBatch, bool]]:
@@ -305,6 +310,15 @@ class Learner:
         samples = batch.samples if isinstance(batch, TrainBatch) else tuple(batch)
         if not samples:
             raise ValueError("empty batch")
+        drift = None
+        if cfg.old_logprobs == "learner":
+            # pi_old := this policy before the update, computed by the same code as pi below.
+            recomputed = self.compute_logprobs(samples)
+            drift = logprob_drift([s.old_logprobs for s in samples], recomputed)
+            samples = tuple(
+                msgspec.structs.replace(s, old_logprobs=tuple(lp))
+                for s, lp in zip(samples, recomputed, strict=True)
+            )
         lengths = torch.tensor([len(s.response_ids) for s in samples])  # (N,)
         rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32)  # (N,)
         groups, num_groups = baseline_groups(
@@ -331,8 +345,8 @@ class Learner:
             total_tokens += mb.total_tokens if counted else 0
             mask = mb.mask.float()  # (b, R)
             with self._autocast():
-                logits = _response_logits(self.model, mb)  # (b, R, V)
-            logp = token_logprobs(logits, mb.targets)  # (b, R)
+                scores = self._scores(self.model, mb, with_entropy=cfg.entropy_coef > 0)
+            logp = scores.logprobs  # (b, R)
             pg, clipped, ratio = ppo_clip_loss(
                 logp,
                 mb.old_logp,
@@ -344,15 +358,11 @@ class Learner:
             kl = torch.zeros_like(pg)
             if self.ref_model is not None:
                 with torch.no_grad(), self._autocast():
-                    ref_logits = _response_logits(self.ref_model, mb)
-                kl = kl_penalty(logp, token_logprobs(ref_logits, mb.targets), cfg.kl_estimator)
+                    ref_logp = self._scores(self.ref_model, mb, with_entropy=False).logprobs
+                kl = kl_penalty(logp, ref_logp, cfg.kl_estimator)
                 per_token = per_token + cfg.kl_coef * kl
-            if cfg.entropy_coef > 0:
-                entropy = entropy_from_logits(logits)  # (b, R)
-                per_token = per_token - cfg.entropy_coef * entropy
-            else:
-                with torch.no_grad():
-                    entropy = entropy_from_logits(logits.detach())
+            if scores.entropy is not None:
+                per_token = per_token - cfg.entropy_coef * scores.entropy  # (b, R)
             # Dividing by the whole batch's token count (not the micro-batch's) makes the
             # accumulated gradient exactly that of the batch's token-mean loss.
             loss = (per_token * mask).sum() / n_tokens
@@ -366,7 +376,8 @@ class Learner:
                 sums["loss"] += float(loss.detach())
                 sums["pg"] += float((pg.detach() * mask).sum())
                 sums["kl"] += float((kl.detach() * mask).sum())
-                sums["entropy"] += float((entropy.detach() * mask).sum())
+                if scores.entropy is not None:
+                    sums["entropy"] += float((scores.entropy.detach() * mask).sum())
                 sums["clipped"] += float((clipped.float() * mask).sum())
                 sums["ratio"] += float((ratio.detach() * mask).sum())
                 dev = ((ratio.detach() - 1.0).abs() * mask).max()
@@ -400,7 +411,7 @@ class Learner:
             loss=sums["loss"],
             pg_loss=sums["pg"] / n_tokens,
             kl=sums["kl"] / n_tokens,
-            entropy=sums["entropy"] / n_tokens,
+            entropy=sums["entropy"] / n_tokens if cfg.entropy_coef > 0 else None,
             clip_frac=sums["clipped"] / n_tokens,
             ratio_mean=sums["ratio"] / n_tokens,
             ratio_max_dev=ratio_max_dev,
@@ -414,6 +425,8 @@ class Learner:
             skipped=skipped,
             reward_mean=reward_mean,
             reward_std=reward_std,
+            old_logprob_diff_mean=drift.mean_abs if drift is not None else None,
+            old_logprob_diff_max=drift.max_abs if drift is not None else None,
         )
 
     @torch.no_grad()
@@ -427,7 +440,7 @@ class Learner:
             chunk = samples[start : start + size]
             mb = _collate(chunk, dummy[: len(chunk)], self.tokenizer.pad_token_id, self.device)
             with self._autocast():
-                logp = token_logprobs(_response_logits(self.model, mb), mb.targets)  # (b, R)
+                logp = self._scores(self.model, mb, with_entropy=False).logprobs  # (b, R)
             for i, s in enumerate(chunk):
                 out[start + i] = logp[i, : len(s.response_ids)].tolist()
         return out

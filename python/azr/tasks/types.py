@@ -118,6 +118,9 @@ class Reason(enum.StrEnum):
     evaluated): not the answer's fault, so it is not scored."""
     INTERNAL = "internal"
     """The executor failed on its own (status ``INTERNAL``): retry or skip, never score."""
+    PROMPT_TOO_LONG = "prompt_too_long"
+    """The task's prompt is longer than ``generation.max_prompt_tokens``: nothing was generated
+    for it, so nothing is scored or trained on."""
 
     @property
     def outcome(self) -> Outcome:
@@ -137,6 +140,7 @@ _OUTCOME: Final[dict[Reason, Outcome]] = {
     Reason.TOO_LARGE: Outcome.FORMAT,
     Reason.INVALID_TASK: Outcome.UNSCORED,
     Reason.INTERNAL: Outcome.UNSCORED,
+    Reason.PROMPT_TOO_LONG: Outcome.UNSCORED,
 }
 
 
