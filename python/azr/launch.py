@@ -7,7 +7,10 @@ rank 0 runs the run exactly as one process would (output folder, actors, generat
 checkpoints) with its learner sharded, and every other rank follows its learner
 (:mod:`azr.rl.follower`).
 
-Stopping: torchrun passes a stop signal (SIGTERM, Ctrl-C) on to every rank. Rank 0 stops the
+Stopping: torchrun passes a stop signal (SIGTERM, Ctrl-C) on to every rank, once. It starts
+each rank in a session of its own, so Ctrl-C at a terminal (sent to the whole foreground
+process group) reaches the ranks only through torchrun, never twice: a second signal is
+"stop now" to rank 0, which would then skip the graceful stop (tested). Rank 0 stops the
 run as in one process, finishing a checkpoint being written, and then releases the followers,
 which do nothing on a signal themselves: a checkpoint's shards are written by all ranks
 together. When a rank dies, torchrun stops the others and exits non-zero; a rank waiting on a

@@ -1,4 +1,4 @@
-"""`azr train --nproc 2` stopped the hard ways: a rank killed, the launcher sent SIGTERM.
+"""`azr train --nproc 2` stopped the hard ways: a rank killed, SIGTERM to the launcher, Ctrl-C.
 
 Real runs of the tiny preset (torchrun, two gloo ranks, the real executor with its zygotes),
 about half a minute each on two cores. Every process the job started is accounted for
@@ -67,13 +67,15 @@ def _rank_of(pid: int) -> int | None:
     return None
 
 
-def _start(out: Path, steps: int) -> subprocess.Popen[bytes]:
+def _start(out: Path, steps: int, *, session: bool = False) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "azr", "train", "--nproc", "2", "--preset", "tiny-cpu"]
     args += ["--set", f"run.output_dir={out}", "--set", f"run.steps={steps}"]
     args += ["--set", "run.progress=false", "--set", "learner.distributed.timeout_s=30"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     with (out.parent / f"{out.name}.log").open("wb") as log:  # the child keeps its own copy
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=session
+        )
 
 
 def _wait_for(condition: object, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -153,3 +155,32 @@ def test_sigterm_to_the_launcher_stops_cleanly(tmp_path: Path) -> None:
     assert (learner / "shards" / ".metadata").is_file()
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert newest in [line["step"] for line in lines if "checkpoint" in line]
+
+
+def test_ctrl_c_at_a_terminal_stops_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C at a terminal signals the whole foreground process group, not just the launcher."""
+    out = tmp_path / "interrupted"
+    # Its own process group, as a terminal's foreground job has: killpg reaches all of it.
+    proc = _start(out, steps=1000, session=True)
+    try:
+        _wait_for(lambda: (out / "checkpoints" / "latest").exists(), 150, proc)
+        family = _descendants(proc.pid)
+        ranks = [pid for pid in family if _rank_of(pid) is not None and _parent(pid) == proc.pid]
+        assert len(ranks) == 2, family
+        # A rank in the terminal's process group would get Ctrl-C twice, from the terminal and
+        # from torchrun, and take the second for "stop now". torchrun starts each in a session
+        # of its own, so only its forwarded signal arrives.
+        assert all(os.getpgid(pid) != os.getpgid(proc.pid) for pid in ranks)
+        stopped_at = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        status = _ended_without_orphans(proc, family, stopped_at)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = _log(out)
+    assert status != 0, log
+    assert "stopped by signal SIGINT" in log, log
+    store = CheckpointStore(out / "checkpoints")
+    newest = store.published()
+    assert newest is not None and newest >= 1
+    assert (store.verify(newest) / "learner" / "shards" / ".metadata").is_file()

@@ -1,11 +1,11 @@
 """The learner actor: owns the policy being trained, pushes its weights to the generation
 backend after every update, and writes checkpoints.
 
-Updates and checkpoints run in worker threads, so the trio loop (and with it generation of the
-next step in async mode, checking, and signal handling) carries on meanwhile. A checkpoint is one
-directory written atomically, its manifest last: a stop while it is written leaves the previous
-one as it was. The learner only writes it; the run commits it (metrics line, then ``latest``:
-see :mod:`azr.run.checkpoints`).
+Updates, weight gathers and checkpoints run in worker threads, so the trio loop (and with it
+generation of the next step in async mode, checking, and signal handling) carries on meanwhile.
+A checkpoint is one directory written atomically, its manifest last: a stop while it is written
+leaves the previous one as it was. The learner only writes it; the run commits it (metrics
+line, then ``latest``: see :mod:`azr.run.checkpoints`).
 
 Checkpoint layout (``<output_dir>/checkpoints``)::
 
@@ -150,7 +150,10 @@ class LearnerActor:
     async def _push(self) -> None:
         learner = self.learner
         if self._sync == "in_process":
-            await self._backend.update_weights(learner.weights())
+            # In a thread: sharded, this gathers every tensor from all ranks (a collective that
+            # rank 0 announces under the group's lock, after any update still running).
+            weights = await trio.to_thread.run_sync(learner.weights)
+            await self._backend.update_weights(weights)
             return
         assert self._weights_dir is not None
         target = self._weights_dir / f"v{learner.weight_version:06d}"

@@ -35,7 +35,7 @@ from azr.models import (
     load_weights_into,
     save_model,
 )
-from azr.rl import distributed, sharded_checkpoint
+from azr.rl import distributed, sharded_checkpoint, sharded_loading
 from azr.rl.advantages import baseline_groups, trr_advantages
 from azr.rl.batch import GROUP_NAMES, Sample, TrainBatch
 from azr.rl.checkpoint import atomic_directory, resolve_checkpoint
@@ -186,12 +186,16 @@ class Learner:
         group = self.group
         self.device = group.device if group is not None else _resolve_device(config.device)
         self.tokenizer = tokenizer
-        self.model = model.to(self.device)
+        # Sharded, the model may be empty (meta parameters): sharding places and fills it.
+        self.model = model.to(self.device) if group is None else model
         self.ref_model: Any = None
         if config.kl_coef > 0:
             # Snapshot before gradient checkpointing is switched on: the reference only infers.
-            ref = ref_model if ref_model is not None else copy.deepcopy(self.model)
-            self.ref_model = ref.to(self.device).eval().requires_grad_(False)
+            if ref_model is None:
+                twin = copy.deepcopy if group is None else sharded_loading.meta_twin
+                ref_model = twin(self.model)
+            ref = ref_model.to(self.device) if group is None else ref_model
+            self.ref_model = ref.eval().requires_grad_(False)
         if config.gradient_checkpointing:
             kwargs = {"use_reentrant": False}
             if hasattr(self.model, "activation_checkpointing_enable"):
@@ -200,9 +204,7 @@ class Learner:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if group is not None:
             # Before the optimiser is built: it must hold the sharded parameters.
-            distributed.shard_model(self.model, group)
-            if self.ref_model is not None:
-                distributed.shard_model(self.ref_model, group)
+            sharded_loading.shard_and_load(self.model, self.ref_model, group)
         self.model.train()
 
         # Decay only matrices: shrinking norm gains or biases towards zero is not regularisation.
@@ -236,7 +238,9 @@ class Learner:
         seed: int = 0,
     ) -> Learner:
         """A learner on a Hugging Face model directory, or the tiny model when ``path`` is None."""
-        model, tokenizer = load_model(path, spec=spec, seed=seed)
+        # Sharded, only rank 0 reads the weights (azr.rl.sharded_loading).
+        group = distributed.current_group()
+        model, tokenizer = sharded_loading.rank_model(path, group, spec=spec, seed=seed)
         return cls(model, tokenizer, config)
 
     @classmethod
@@ -246,7 +250,8 @@ class Learner:
         """Resume from :meth:`save_checkpoint` output; ``config`` defaults to the saved one."""
         path = resolve_checkpoint(path)
         meta = _META_DECODER.decode(Path(path, _META_FILE).read_bytes())
-        if sharded_checkpoint.is_sharded(path):
+        if distributed.current_group() is not None or sharded_checkpoint.is_sharded(path):
+            # Allocated only: load_checkpoint fills it (sharded, from rank 0 or the shards).
             model, tokenizer = sharded_checkpoint.empty_model(path)
         else:
             model, tokenizer = load_model(path)
@@ -556,7 +561,8 @@ class Learner:
     def load_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Restore everything :meth:`save_checkpoint` wrote into this learner, in place."""
         path = resolve_checkpoint(path)
-        state = torch.load(path / _STATE_FILE, map_location="cpu", weights_only=True)
+        # Mapped, not read: a one-process checkpoint's optimiser state is rank 0's to send.
+        state = torch.load(path / _STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
         if self.group is not None or sharded_checkpoint.is_sharded(path):
             # Either format at any world size: the shards are re-cut to this one.
             sharded_checkpoint.load(self, path, state.get("optimizer"), _REFERENCE_DIR)

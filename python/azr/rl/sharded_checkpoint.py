@@ -51,17 +51,17 @@ def is_sharded(path: str | os.PathLike[str]) -> bool:
 
 
 def empty_model(path: str | os.PathLike[str]) -> tuple[Any, Tokenizer]:
-    """The model ``path``'s config describes (float32, weights not loaded yet) and its
-    tokenizer."""
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    """The model ``path``'s config describes (float32, weights not loaded yet: in a learner
+    group its parameters are on the meta device, sharding allocates them; in one process they
+    are allocated on the CPU, uninitialised) and its tokenizer. Reads no weight file."""
+    from azr.rl.distributed import current_group
+    from azr.rl.sharded_loading import empty_model as meta_model
+    from azr.rl.sharded_loading import materialise
 
-    path = os.fspath(path)
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
-    auto: Any = AutoModelForCausalLM
-    model = auto.from_config(config, dtype=torch.float32)
-    if Path(path, "generation_config.json").is_file():
-        model.generation_config = GenerationConfig.from_pretrained(path, local_files_only=True)
-    return model, Tokenizer.from_pretrained(path)
+    model, tokenizer = meta_model(path)
+    if current_group() is None:
+        materialise(model, torch.device("cpu"))
+    return model, tokenizer
 
 
 def _read_shards(state: dict[str, Any], path: Path) -> None:
@@ -139,16 +139,25 @@ def load(
         if learner.ref_model is not None and "reference" in state:
             set_model_state_dict(learner.ref_model, state["reference"])
         return
-    # A one-process checkpoint: every rank reads the full tensors and keeps its shard.
-    full = StateDictOptions(full_state_dict=True)
-    set_model_state_dict(learner.model, _full_weights(learner.model, path), options=full)
-    if learner.ref_model is not None and (path / reference_dir).is_dir():
-        weights = _full_weights(learner.ref_model, path / reference_dir)
-        set_model_state_dict(learner.ref_model, weights, options=full)
-    if optimizer_state is None:
+    # A one-process checkpoint: rank 0 reads the full tensors and sends each rank its shards.
+    group = learner.group
+    leader = group is None or group.is_leader
+    if leader and optimizer_state is None:
         raise ValueError(f"{path}: a one-process checkpoint without optimiser state")
+    broadcast = StateDictOptions(full_state_dict=True, broadcast_from_rank0=group is not None)
+    weights = _full_weights(learner.model, path) if leader else {}
+    set_model_state_dict(learner.model, weights, options=broadcast)
+    del weights
+    if learner.ref_model is not None and (path / reference_dir).is_dir():
+        weights = _full_weights(learner.ref_model, path / reference_dir) if leader else {}
+        set_model_state_dict(learner.ref_model, weights, options=broadcast)
+        del weights
+    if not leader:
+        set_optimizer_state_dict(learner.model, learner.optimizer, {}, options=broadcast)
+        return
+    assert optimizer_state is not None
     named = _by_name(learner, optimizer_state)
-    set_optimizer_state_dict(learner.model, learner.optimizer, named, options=full)
+    set_optimizer_state_dict(learner.model, learner.optimizer, named, options=broadcast)
 
 
 def load_model_weights(model: Any, path: Path) -> None:
