@@ -56,7 +56,9 @@ def test_only_rank0_holds_the_full_model(loaded: tuple[Path, Any, int]) -> None:
     print(f"model {nbytes / 2**20:.0f} MiB; peak growth per rank (MiB):", end=" ")
     print([round(g / 2**20) for g in grown])
     assert grown[0] >= 0.9 * nbytes  # rank 0 did read it whole: the measure can see a model
-    assert grown[1] < 0.75 * nbytes
+    # A shard is half the model, plus one full tensor in flight and allocator slack (seen: 0.69x
+    # to 0.77x); a rank that read the model whole grew by 1.3x. The line sits between the two.
+    assert grown[1] < 0.95 * nbytes
 
 
 def test_every_rank_has_the_weights_and_buffers_of_the_files(
