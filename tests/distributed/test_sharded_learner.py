@@ -139,3 +139,39 @@ def test_azr_export_reads_a_sharded_checkpoint(world2: World2, tmp_path: Path) -
     got = model.state_dict()
     for name, tensor in _load(world2.out / "p1.pt").items():
         assert torch.equal(got[name], tensor.to(torch.bfloat16)), name
+
+
+def test_damage_to_any_file_of_a_sharded_checkpoint_falls_back(
+    world2: World2, tmp_path: Path
+) -> None:
+    # The run's store verifies whatever files a step holds: here the real files of a sharded
+    # save (distcp shards, their index, the learner's metadata), each damaged in turn.
+    import shutil
+
+    from azr.errors import CheckpointError
+    from azr.rl.sharded_checkpoint import is_sharded
+    from azr.run.checkpoints import CheckpointStore
+
+    source = world2.out / "ckpt2"
+    assert is_sharded(source)
+    names = sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file())
+    assert any(name.endswith(".distcp") for name in names)
+    for i, name in enumerate(names):
+        store = CheckpointStore(tmp_path / f"run{i}" / "checkpoints")
+        for step in (1, 2):
+            with store.write(step) as tmp:
+                shutil.copytree(source, tmp / "learner")
+                (tmp / "state.json").write_text(json.dumps({"step": step}))
+            store.publish(step, keep=3)
+        target = store.path(2) / "learner" / name
+        data = bytearray(target.read_bytes())
+        if data:
+            data[len(data) // 2] ^= 0x01
+            target.write_bytes(bytes(data))
+        else:
+            target.unlink()
+        with pytest.raises(CheckpointError):
+            store.verify(2)
+        choice = store.choose()
+        assert choice.step == 1, name
+        assert f"learner/{name}" in choice.notes[0] and "\n" not in choice.notes[0]
