@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -143,6 +143,43 @@ class Bucket:
         )
 
 
+class _Packer:
+    """Fills buckets of at most ``bucket_bytes`` one tensor at a time (shared by the
+    synchronous and the asynchronous producers of weights)."""
+
+    def __init__(self, bucket_bytes: int, dtype: torch.dtype | None) -> None:
+        if bucket_bytes < 1:
+            raise ValueError(f"bucket_bytes must be >= 1, got {bucket_bytes}")
+        self._limit = bucket_bytes
+        self._dtype = dtype
+        self._names: list[str] = []
+        self._tensors: list[torch.Tensor] = []
+        self._size = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> Bucket | None:
+        """Take one tensor; returns the previous bucket when this one does not fit in it."""
+        wire = tensor.detach()
+        if self._dtype is not None and wire.is_floating_point():
+            wire = wire.to(self._dtype)
+        wire = wire.contiguous()
+        nbytes = wire.numel() * wire.element_size()
+        full = None
+        if self._tensors and self._size + nbytes > self._limit:
+            full = self.finish()
+        self._names.append(name)
+        self._tensors.append(wire)
+        self._size += nbytes
+        return full
+
+    def finish(self) -> Bucket | None:
+        """The bucket being filled, if it holds anything; starts a new one."""
+        if not self._tensors:
+            return None
+        bucket = Bucket(tuple(self._names), tuple(self._tensors))
+        self._names, self._tensors, self._size = [], [], 0
+        return bucket
+
+
 def bucket_weights(
     weights: Iterable[tuple[str, torch.Tensor]],
     *,
@@ -152,25 +189,30 @@ def bucket_weights(
     """Consecutive buckets of at most ``bucket_bytes`` (in ``dtype``; a larger tensor goes
     alone), in the order given. Floating-point tensors are converted to ``dtype`` (None: left
     as they are); integer buffers keep theirs. Converted lazily, one bucket at a time."""
-    if bucket_bytes < 1:
-        raise ValueError(f"bucket_bytes must be >= 1, got {bucket_bytes}")
-    names: list[str] = []
-    tensors: list[torch.Tensor] = []
-    size = 0
+    packer = _Packer(bucket_bytes, dtype)
     for name, tensor in weights:
-        wire = tensor.detach()
-        if dtype is not None and wire.is_floating_point():
-            wire = wire.to(dtype)
-        wire = wire.contiguous()
-        nbytes = wire.numel() * wire.element_size()
-        if tensors and size + nbytes > bucket_bytes:
-            yield Bucket(tuple(names), tuple(tensors))
-            names, tensors, size = [], [], 0
-        names.append(name)
-        tensors.append(wire)
-        size += nbytes
-    if tensors:
-        yield Bucket(tuple(names), tuple(tensors))
+        full = packer.add(name, tensor)
+        if full is not None:
+            yield full
+    last = packer.finish()
+    if last is not None:
+        yield last
+
+
+class _AsyncPairs:
+    """A plain iterable seen as an asynchronous one (its items are computed in the caller)."""
+
+    def __init__(self, items: Iterable[tuple[str, torch.Tensor]]) -> None:
+        self._items = iter(items)
+
+    def __aiter__(self) -> _AsyncPairs:
+        return self
+
+    async def __anext__(self) -> tuple[str, torch.Tensor]:
+        try:
+            return next(self._items)
+        except StopIteration:
+            raise StopAsyncIteration from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +234,7 @@ have loaded it (e.g. a bound :meth:`SGLangWeightUpdate.load_distributed`)."""
 async def broadcast_weights(
     group: WeightBroadcastGroup,
     send: SendBucket,
-    weights: Iterable[tuple[str, torch.Tensor]],
+    weights: Iterable[tuple[str, torch.Tensor]] | AsyncIterable[tuple[str, torch.Tensor]],
     *,
     version: int,
     bucket_bytes: int = DEFAULT_BUCKET_BYTES,
@@ -201,6 +243,9 @@ async def broadcast_weights(
     """Push ``weights`` to every server: per bucket, the HTTP request and the broadcasts run
     together (each side waits for the other), and the next bucket starts once both finished.
 
+    ``weights`` may be asynchronous, for tensors produced in another thread (a sharded
+    learner's gather, which must not block the event loop); a plain iterable is advanced here.
+
     Run it while the servers are paused for the update (the SGLang backend's
     :meth:`~azr.generation.sglang.SGLangBackend.weight_update` context). If the request fails,
     the group is marked broken and the error is raised.
@@ -208,7 +253,11 @@ async def broadcast_weights(
     start = time.perf_counter()
     in_broadcast = 0.0
     sent = count = buckets = 0
-    for bucket in bucket_weights(weights, bucket_bytes=bucket_bytes, dtype=dtype):
+    packer = _Packer(bucket_bytes, dtype)
+    pairs = weights if isinstance(weights, AsyncIterable) else _AsyncPairs(weights)
+
+    async def send_one(bucket: Bucket) -> None:
+        nonlocal in_broadcast, sent, count, buckets
         try:
             in_broadcast += await _send_bucket(group, send, bucket, version)
         except BaseException:
@@ -217,6 +266,14 @@ async def broadcast_weights(
         sent += bucket.nbytes
         count += len(bucket.names)
         buckets += 1
+
+    async for name, tensor in pairs:
+        full = packer.add(name, tensor)
+        if full is not None:
+            await send_one(full)
+    last = packer.finish()
+    if last is not None:
+        await send_one(last)
     timing = BroadcastTiming(
         seconds=time.perf_counter() - start,
         broadcast_seconds=in_broadcast,
