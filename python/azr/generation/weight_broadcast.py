@@ -25,10 +25,20 @@ returns at the group's timeout. Make a new group (new port or name) before the n
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +52,8 @@ from azr.generation.base import DistributedWeights, WeightSyncError
 __all__ = [
     "BroadcastTiming",
     "WeightBroadcastGroup",
+    "as_bucket",
+    "broadcast_buckets",
     "broadcast_weights",
     "bucket_weights",
     "open_weight_update_group",
@@ -199,20 +211,16 @@ def bucket_weights(
         yield last
 
 
-class _AsyncPairs:
-    """A plain iterable seen as an asynchronous one (its items are computed in the caller)."""
-
-    def __init__(self, items: Iterable[tuple[str, torch.Tensor]]) -> None:
-        self._items = iter(items)
-
-    def __aiter__(self) -> _AsyncPairs:
-        return self
-
-    async def __anext__(self) -> tuple[str, torch.Tensor]:
-        try:
-            return next(self._items)
-        except StopIteration:
-            raise StopAsyncIteration from None
+def as_bucket(pairs: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype | None) -> Bucket:
+    """One bucket of the given tensors, whatever their size (converted as in
+    :func:`bucket_weights`)."""
+    packer = _Packer(2**62, dtype)
+    for name, tensor in pairs:
+        packer.add(name, tensor)
+    bucket = packer.finish()
+    if bucket is None:
+        raise ValueError("a bucket needs at least one tensor")
+    return bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +242,7 @@ have loaded it (e.g. a bound :meth:`SGLangWeightUpdate.load_distributed`)."""
 async def broadcast_weights(
     group: WeightBroadcastGroup,
     send: SendBucket,
-    weights: Iterable[tuple[str, torch.Tensor]] | AsyncIterable[tuple[str, torch.Tensor]],
+    weights: Iterable[tuple[str, torch.Tensor]],
     *,
     version: int,
     bucket_bytes: int = DEFAULT_BUCKET_BYTES,
@@ -243,21 +251,63 @@ async def broadcast_weights(
     """Push ``weights`` to every server: per bucket, the HTTP request and the broadcasts run
     together (each side waits for the other), and the next bucket starts once both finished.
 
-    ``weights`` may be asynchronous, for tensors produced in another thread (a sharded
-    learner's gather, which must not block the event loop); a plain iterable is advanced here.
-
     Run it while the servers are paused for the update (the SGLang backend's
     :meth:`~azr.generation.sglang.SGLangBackend.weight_update` context). If the request fails,
-    the group is marked broken and the error is raised.
+    the group is marked broken and the error is raised. ``weights`` is advanced on the event
+    loop; tensors that take long to produce go through :func:`broadcast_buckets` instead.
     """
+    return await _broadcast(
+        group,
+        send,
+        _Ready(bucket_weights(weights, bucket_bytes=bucket_bytes, dtype=dtype)),
+        version,
+    )
+
+
+async def broadcast_buckets(
+    group: WeightBroadcastGroup,
+    send: SendBucket,
+    buckets: AsyncIterable[Sequence[tuple[str, torch.Tensor]]],
+    *,
+    version: int,
+    dtype: torch.dtype | None = torch.bfloat16,
+) -> BroadcastTiming:
+    """:func:`broadcast_weights` for buckets already formed (one request each, as given),
+    produced asynchronously: e.g. a sharded learner's gather in a worker thread, whose next
+    bucket is gathered while this one is sent."""
+
+    async def converted() -> AsyncGenerator[Bucket, None]:
+        async for pairs in buckets:
+            yield as_bucket(pairs, dtype)
+
+    stream = converted()
+    async with contextlib.aclosing(stream):
+        return await _broadcast(group, send, stream, version)
+
+
+class _Ready:
+    """Buckets computed on the event loop, as an asynchronous iterator."""
+
+    def __init__(self, buckets: Iterator[Bucket]) -> None:
+        self._buckets = buckets
+
+    def __aiter__(self) -> _Ready:
+        return self
+
+    async def __anext__(self) -> Bucket:
+        try:
+            return next(self._buckets)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+async def _broadcast(
+    group: WeightBroadcastGroup, send: SendBucket, buckets: AsyncIterator[Bucket], version: int
+) -> BroadcastTiming:
     start = time.perf_counter()
     in_broadcast = 0.0
-    sent = count = buckets = 0
-    packer = _Packer(bucket_bytes, dtype)
-    pairs = weights if isinstance(weights, AsyncIterable) else _AsyncPairs(weights)
-
-    async def send_one(bucket: Bucket) -> None:
-        nonlocal in_broadcast, sent, count, buckets
+    sent = count = done = 0
+    async for bucket in buckets:
         try:
             in_broadcast += await _send_bucket(group, send, bucket, version)
         except BaseException:
@@ -265,21 +315,13 @@ async def broadcast_weights(
             raise
         sent += bucket.nbytes
         count += len(bucket.names)
-        buckets += 1
-
-    async for name, tensor in pairs:
-        full = packer.add(name, tensor)
-        if full is not None:
-            await send_one(full)
-    last = packer.finish()
-    if last is not None:
-        await send_one(last)
+        done += 1
     timing = BroadcastTiming(
         seconds=time.perf_counter() - start,
         broadcast_seconds=in_broadcast,
         bytes=sent,
         tensors=count,
-        buckets=buckets,
+        buckets=done,
     )
     logger.info(
         "weights v%d broadcast to group %s: %d tensors, %.1f MiB in %d buckets, %.2f s "
