@@ -337,6 +337,28 @@ async def _broadcast(
     return timing
 
 
+@contextlib.contextmanager
+def single_errors() -> Iterator[None]:
+    """Let one error raised in a nursery out as itself, not inside an exception group: callers
+    of the weight sync catch :class:`WeightSyncError`."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        exc: BaseException = group
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if exc is group:
+            raise
+        # Raised inside ``except group``, it would get the group as its context and print
+        # every traceback twice: keep the context it had.
+        context = exc.__context__
+        try:
+            raise exc
+        finally:
+            exc.__context__ = context
+            del exc, context
+
+
 async def _send_bucket(
     group: WeightBroadcastGroup, send: SendBucket, bucket: Bucket, version: int
 ) -> float:
@@ -352,9 +374,10 @@ async def _send_bucket(
         # Abandoned if the request fails: a broadcast cannot be withdrawn by one side.
         await trio.to_thread.run_sync(push, abandon_on_cancel=True)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_broadcast)
-        await send(bucket.metadata(group.name, version))
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_broadcast)
+            await send(bucket.metadata(group.name, version))
     return seconds[0] if seconds else 0.0
 
 
@@ -388,7 +411,8 @@ async def open_weight_update_group(
     async def run_join() -> None:
         await trio.to_thread.run_sync(join, abandon_on_cancel=True)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_join)
-        await request()
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_join)
+            await request()
     return joined[0]

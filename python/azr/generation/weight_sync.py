@@ -37,6 +37,7 @@ from azr.generation.weight_broadcast import (
     WeightBroadcastGroup,
     broadcast_buckets,
     open_weight_update_group,
+    single_errors,
 )
 
 if TYPE_CHECKING:
@@ -113,15 +114,20 @@ class DistributedWeightSync:
             group = self._group = await self._open()
         async with self._backend.weight_update(version) as update:
             send, receive = trio.open_memory_channel[Pairs](0)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._gather, weights, send)
-                with receive:
-                    # The learner's buckets go as formed (one request each): re-packing them
-                    # would wait for the first tensor of the next bucket, i.e. its whole
-                    # gather, before sending this one.
-                    timing = await broadcast_buckets(
-                        group, update.load_distributed, receive, version=version, dtype=self._dtype
-                    )
+            with single_errors():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._gather, weights, send)
+                    with receive:
+                        # The learner's buckets go as formed (one request each): re-packing
+                        # them would wait for the first tensor of the next bucket, i.e. its
+                        # whole gather, before sending this one.
+                        timing = await broadcast_buckets(
+                            group,
+                            update.load_distributed,
+                            receive,
+                            version=version,
+                            dtype=self._dtype,
+                        )
         self.last = timing
         return timing
 
