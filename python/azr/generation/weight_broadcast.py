@@ -15,8 +15,10 @@ end, so both sides meet on the same store keys. Tensors go in bfloat16 (the serv
 the paper's models, half the bytes of the fp32 master weights), in buckets of about
 ``bucket_bytes``: one HTTP request per bucket, so that a server never holds more than one bucket
 of received tensors besides its weights, and a learner never more than one bucket of converted
-ones. The tensors come from an iterator of ``(name, tensor)``, so a sharded learner can gather
-each full tensor just before it is sent.
+ones. The tensors come from an iterator of ``(name, tensor)`` (:func:`broadcast_weights`), or
+as buckets already formed by another thread (:func:`broadcast_buckets`, which a run uses, see
+:mod:`azr.generation.weight_sync`), so a sharded learner can gather each bucket just before
+it is sent.
 
 A broadcast cannot be cancelled from one side: if the HTTP side fails while the tensor side
 waits, the group is left unusable (:attr:`WeightBroadcastGroup.broken`) and the waiting thread
