@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -211,3 +211,45 @@ def test_a_refused_bucket_breaks_the_group_and_later_pushes_fail_at_once(
     # The failed push still resumed generation; the third never paused the servers.
     assert paths[-1] == "/continue_generation"
     assert paths.count("/pause_generation") == 2
+
+
+def test_the_run_uses_the_configured_weight_sync(tmp_path: Path) -> None:
+    from azr.config import load_config
+    from azr.train import _make_backend
+
+    learner = Learner.from_pretrained(None, LearnerConfig.tiny_cpu(micro_batch_size=4), spec=SPEC)
+    connect = [
+        "generation.backend=sglang",
+        f"model.path={tmp_path}",
+        "generation.sglang.launch=false",  # nothing is started or contacted
+        "generation.sglang.url=http://127.0.0.1:30000",
+    ]
+
+    async def make(*overrides: str) -> object:
+        config = load_config(preset="tiny-cpu", overrides=[*connect, *overrides])
+        # The actor system is only used to launch a server.
+        backend, sync = await _make_backend(cast(Any, None), config, learner, None, tmp_path)
+        assert isinstance(backend, SGLangBackend)
+        await backend.aclose()
+        return sync
+
+    async def main() -> None:
+        assert await make() == "checkpoint"
+        sync = await make(
+            "generation.sglang.weight_sync=distributed", "learner.distributed.weight_bucket_mb=3"
+        )
+        assert isinstance(sync, DistributedWeightSync)
+        assert (sync.bucket_bytes, sync.group_name, sync.groups_opened) == (
+            3 << 20,
+            "azr_weights",
+            0,
+        )
+        sync = await make(
+            "generation.sglang.weight_sync=distributed",
+            "generation.sglang.weight_group.bucket_mb=7",
+            "generation.sglang.weight_group.group_name=mine",
+        )
+        assert isinstance(sync, DistributedWeightSync)
+        assert (sync.bucket_bytes, sync.group_name) == (7 << 20, "mine")
+
+    trio.run(main)
