@@ -110,6 +110,27 @@ def test_a_partial_table_override_merges() -> None:
         (["run.steps"], r"expects key=value"),
         (["verifier.limits={wall_timeout_s = 'x'}"], r"verifier.limits.wall_timeout_s"),
         (["generation.template=markers", "model.path=/m"], r"markers"),
+        (["generation.sglang.weight_sync=nfs"], r"weight_sync: Invalid enum value 'nfs'"),
+        (["generation.sglang.weight_group.backend=mpi"], r"backend: Invalid enum value 'mpi'"),
+        (["generation.sglang.weight_group.master_port=70000"], r"master_port must be in"),
+        (["generation.sglang.weight_group.world_size=1"], r"world_size must be >= 2"),
+        (["generation.sglang.weight_group.group_name=' '"], r"group_name must not be empty"),
+        (["generation.sglang.weight_group.bucket_mb=0"], r"bucket_mb must be >= 1"),
+        (["generation.sglang.weight_group.rank_offsets={a = 1}"], r"rank_offsets needs world_size"),
+        (
+            [
+                "generation.sglang.weight_group.world_size=3",
+                "generation.sglang.weight_group.rank_offsets={a = 1, b = 1}",
+            ],
+            r"different first rank",
+        ),
+        (
+            [
+                "generation.sglang.weight_group.world_size=3",
+                "generation.sglang.weight_group.rank_offsets={a = 0}",
+            ],
+            r"rank_offsets must be in 1..world_size-1",
+        ),
     ],
 )
 def test_bad_overrides_are_config_errors(overrides: list[str], message: str) -> None:
@@ -147,3 +168,18 @@ def test_a_file_error_fixed_by_an_override_is_no_error(tmp_path: Path) -> None:
 def test_the_resolved_config_round_trips_through_json() -> None:
     config = load_config(preset="paper", overrides=["model.path=/m", "run.steps=5"])
     assert msgspec.json.decode(config_to_json(config), type=Config) == config
+    distributed = load_config(
+        preset="paper",
+        overrides=[
+            "model.path=/m",
+            "generation.sglang.weight_sync=distributed",
+            "generation.sglang.weight_group.world_size=5",
+            "generation.sglang.weight_group.rank_offsets="
+            "{'http://g1:30000' = 1, 'http://g2:30000' = 3}",
+        ],
+    )
+    assert distributed.generation.sglang.weight_group.rank_offsets == {
+        "http://g1:30000": 1,
+        "http://g2:30000": 3,
+    }
+    assert msgspec.json.decode(config_to_json(distributed), type=Config) == distributed

@@ -53,6 +53,7 @@ __all__ = [
     "SelfPlayConfig",
     "TorchGenerationConfig",
     "VerifierSettings",
+    "WeightGroupSettings",
     "config_to_json",
     "load_config",
     "parse_override",
@@ -92,12 +93,75 @@ class TorchGenerationConfig(_Section, frozen=True, forbid_unknown_fields=True, k
         _require([(self.max_batch_size >= 1, "max_batch_size must be >= 1")])
 
 
+class WeightGroupSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The collective group of ``weight_sync = "distributed"`` (SGLang's
+    ``/init_weights_update_group``): the learner is rank 0 and the servers join it.
+
+    ``master_address`` is where the servers reach the learner's rendezvous (None: this host's
+    name); ``master_port`` 0 picks a free port. ``world_size`` None means 1 + the number of
+    servers (each with one GPU, tensor parallelism 1); with tensor parallelism give it, and
+    ``rank_offsets`` (server URL -> its first rank) when the servers differ. ``bucket_mb``
+    (None: ``learner.distributed.weight_bucket_mb``) bounds each request's tensors;
+    ``timeout_s`` bounds the rendezvous and every broadcast, so a lost server fails the run
+    instead of hanging it. ``backend`` is ``nccl`` (GPUs); ``gloo`` runs the same code on CPU.
+    """
+
+    master_address: str | None = None
+    master_port: int = 0
+    group_name: str = "azr_weights"
+    backend: Literal["nccl", "gloo"] = "nccl"
+    world_size: int | None = None
+    rank_offsets: dict[str, int] | None = None
+    bucket_mb: int | None = None
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        offsets = self.rank_offsets or {}
+        _require(
+            [
+                (
+                    self.master_address is None or bool(self.master_address.strip()),
+                    "master_address must be a host name or address (or unset for this host)",
+                ),
+                (0 <= self.master_port <= 65535, "master_port must be in 0..65535 (0: any)"),
+                (bool(self.group_name.strip()), "group_name must not be empty"),
+                (
+                    self.world_size is None or self.world_size >= 2,
+                    "world_size must be >= 2 (the learner and at least one server rank)",
+                ),
+                (
+                    self.rank_offsets is None or self.world_size is not None,
+                    "rank_offsets needs world_size (the ranks of every server, plus 1)",
+                ),
+                (
+                    self.rank_offsets is None or bool(offsets),
+                    "rank_offsets must name at least one server",
+                ),
+                (
+                    all(1 <= o < (self.world_size or 0) for o in offsets.values()),
+                    "rank_offsets must be in 1..world_size-1 (rank 0 is the learner)",
+                ),
+                (
+                    len(set(offsets.values())) == len(offsets),
+                    "rank_offsets must give each server a different first rank",
+                ),
+                (self.bucket_mb is None or self.bucket_mb >= 1, "bucket_mb must be >= 1"),
+                (self.timeout_s > 0, "timeout_s must be > 0"),
+            ]
+        )
+
+
 class SGLangSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """An SGLang server. With ``launch`` the run starts ``python -m sglang.launch_server`` on
     ``port`` as a supervised child process serving ``model.path`` (``extra_args`` are appended,
     e.g. ``["--tp-size", "2"]``) and stops it at the end; otherwise it connects to ``url``,
     which with ``router`` is an ``sglang-router`` in front of several servers (weight syncs then
-    go to every server it lists)."""
+    go to every server it lists).
+
+    ``weight_sync`` is how new weights reach the servers after each update: ``disk`` writes a
+    bf16 safetensors directory that every server loads (``/update_weights_from_disk``; the
+    servers need the learner's filesystem), ``distributed`` broadcasts the tensors over a
+    collective group (NCCL) set up once with the servers, per ``weight_group``."""
 
     launch: bool = True
     url: str = "http://127.0.0.1:30000"
@@ -108,6 +172,8 @@ class SGLangSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     max_concurrency: int = 8
     max_batch_sequences: int = 256
     request_timeout_s: float = 3600.0
+    weight_sync: Literal["disk", "distributed"] = "disk"
+    weight_group: WeightGroupSettings = WeightGroupSettings()
 
 
 class GenerationConfig(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -62,6 +62,7 @@ from azr.config import Config, config_to_json
 from azr.config_checks import check_config
 from azr.errors import CheckpointError, ConfigError
 from azr.generation.base import GenerationBackend, SamplingParams
+from azr.generation.weight_sync import DistributedWeightSync
 from azr.run.checkpoints import CheckpointStore, recorded_checkpoints
 from azr.run.disk import disk_full_errors
 from azr.run.lock import hold_run_lock
@@ -364,7 +365,7 @@ def _load_seed_file(config: Config, buffers: Buffers) -> None:
 
 async def _make_backend(
     system: ActorSystem, config: Config, learner: Any, resumed: _Resumed | None, out_dir: Path
-) -> tuple[Any, WeightSync]:
+) -> tuple[Any, WeightSync | DistributedWeightSync]:
     """The configured generation backend (launching its server first if need be), and how the
     learner's weights reach it."""
     gen = config.generation
@@ -409,7 +410,23 @@ async def _make_backend(
         max_batch_sequences=settings.max_batch_sequences,
         request_timeout_s=settings.request_timeout_s,
     )
-    return SGLangBackend(client, initial_weight_version=learner.weight_version), "checkpoint"
+    sglang = SGLangBackend(client, initial_weight_version=learner.weight_version)
+    if settings.weight_sync == "disk":
+        return sglang, "checkpoint"
+    group = settings.weight_group
+    bucket_mb = group.bucket_mb or config.learner.distributed.weight_bucket_mb
+    sync = DistributedWeightSync(
+        sglang,
+        bucket_bytes=bucket_mb << 20,
+        master_address=group.master_address,
+        master_port=group.master_port,
+        group_name=group.group_name,
+        collective_backend=group.backend,
+        world_size=group.world_size,
+        rank_offsets=group.rank_offsets,
+        timeout_s=group.timeout_s,
+    )
+    return sglang, sync
 
 
 async def train_async(
@@ -540,7 +557,7 @@ async def _train(
         async with open_actor_system(grace_period=run.grace_period_s) as system:
             await system.stop_on_signals()
             gen = config.generation
-            weight_sync: WeightSync = "in_process"
+            weight_sync: WeightSync | DistributedWeightSync = "in_process"
             if backend is None:
                 backend, weight_sync = await _make_backend(
                     system, config, learner, resumed, out_dir

@@ -10,11 +10,6 @@ learner's in bfloat16. NCCL itself needs GPUs; gloo runs the same collective cod
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,35 +25,9 @@ from azr.generation.weight_broadcast import (
 )
 from azr.models import TinyModelSpec, load_model
 
-RECEIVER = Path(__file__).with_name("weight_receiver.py")
 SPEC = TinyModelSpec(
     hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    out = tmp_path / "received"
-    out.mkdir()
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, str(RECEIVER), str(port_file), str(out)])
-    try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text():
-            assert proc.poll() is None, "the receiver exited"
-            assert time.monotonic() < deadline, "the receiver did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text()}", out
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_buckets_keep_order_convert_to_bf16_and_respect_the_size() -> None:
@@ -81,12 +50,12 @@ def test_buckets_keep_order_convert_to_bf16_and_respect_the_size() -> None:
 
 
 def test_the_receiving_server_gets_every_tensor_in_order(
-    receiver: tuple[str, Path],
+    receiver: tuple[str, Path], free_port: int
 ) -> None:
     url, out = receiver
     model, _ = load_model(None, spec=SPEC, seed=0)
     state = model.state_dict()
-    master_port = _free_port()
+    master_port = free_port
     timings: list[BroadcastTiming] = []
 
     async def main() -> None:

@@ -1,8 +1,8 @@
 """Plays the receiving end of SGLang's distributed weight update, in its own process.
 
-Run as ``python weight_receiver.py PORT_FILE OUT_DIR``: serves SGLang's control endpoints on a
-free loopback port (written to PORT_FILE) and behaves as an SGLang server does, by its
-documented protocol and the torch calls its servers make (no SGLang code):
+Run as ``python weight_receiver.py PORT_FILE OUT_DIR [REFUSE]``: serves SGLang's control
+endpoints on a free loopback port (written to PORT_FILE) and behaves as an SGLang server does,
+by its documented protocol and the torch calls its servers make (no SGLang code):
 
 - ``/init_weights_update_group`` joins the trainer's group at rank ``rank_offset`` with its own
   rendezvous at ``master_address:master_port``, the group name as store prefix, and answers only
@@ -11,6 +11,9 @@ documented protocol and the torch calls its servers make (no SGLang code):
   announced dtype and shape, receives one broadcast from rank 0 into each, in order, and keeps
   them (saved to ``OUT_DIR/update-NNN.pt`` with the request);
 - ``/pause_generation``, ``/flush_cache``, ``/continue_generation`` answer as an idle server.
+
+With ``REFUSE`` = N, the N-th (from 0) ``/update_weights_from_distributed`` is answered with
+``success: false`` without receiving its tensors, as a server that failed to load them does.
 
 Every request is appended to ``OUT_DIR/requests.jsonl`` so the test can check the sequence.
 """
@@ -32,8 +35,10 @@ from torch.distributed.rendezvous import rendezvous
 
 
 class Receiver:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, refuse: int | None = None) -> None:
         self.out = out
+        self.refuse = refuse
+        self.requests = 0
         self.group: dist.ProcessGroup | None = None
         self.updates = 0
         self.lock = threading.Lock()
@@ -61,6 +66,10 @@ class Receiver:
     def update(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.group is None:
             return {"success": False, "message": "no weight update group"}
+        with self.lock:
+            index, self.requests = self.requests, self.requests + 1
+        if index == self.refuse:
+            return {"success": False, "message": "Failed to update parameter online: refused"}
         names, dtypes, shapes = body["names"], body["dtypes"], body["shapes"]
         if not len(names) == len(dtypes) == len(shapes):
             return {"success": False, "message": "names, dtypes and shapes differ in length"}
@@ -81,7 +90,7 @@ class Receiver:
 
 def main() -> None:
     port_file, out = Path(sys.argv[1]), Path(sys.argv[2])
-    receiver = Receiver(out)
+    receiver = Receiver(out, int(sys.argv[3]) if len(sys.argv) > 3 else None)
     log = (out / "requests.jsonl").open("a")
 
     class Handler(http.server.BaseHTTPRequestHandler):

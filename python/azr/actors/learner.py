@@ -36,6 +36,7 @@ from azr.actors.messages import (
     StepTrained,
     TrainStep,
 )
+from azr.generation.weight_sync import DistributedWeightSync
 from azr.rl.learner import Learner
 from azr.run.checkpoints import CheckpointStore
 from azr.run.disk import disk_full_errors
@@ -54,7 +55,8 @@ LEARNER_DIR: Final = "learner"
 
 WeightSync = Literal["in_process", "checkpoint"]
 """How new weights reach the backend: the live state dict (a backend in this process), or a
-model directory written for a server to load."""
+model directory written for a server to load. A :class:`DistributedWeightSync` instead
+broadcasts them to SGLang servers over a collective group."""
 
 
 class WeightSink(Protocol):
@@ -73,14 +75,15 @@ def _relative(name: str) -> Path:
 class LearnerActor:
     """An actor run. ``weights_dir`` receives exported weights when ``weight_sync`` is
     ``"checkpoint"`` (one directory per version; older ones are removed once a newer one is
-    served)."""
+    served). A :class:`DistributedWeightSync` opens its group on the first push and is closed
+    when the actor ends."""
 
     def __init__(
         self,
         *,
         learner: Learner,
         backend: WeightSink,
-        weight_sync: WeightSync,
+        weight_sync: WeightSync | DistributedWeightSync,
         store: CheckpointStore,
         inbox: Mailbox[LearnerRequest],
         coordinator: Mailbox[CoordinatorEvent],
@@ -90,7 +93,7 @@ class LearnerActor:
             raise ValueError("checkpoint weight sync needs a weights_dir")
         self.learner = learner
         self._backend = backend
-        self._sync: WeightSync = weight_sync
+        self._sync = weight_sync
         self._store = store
         self._inbox = inbox
         self._coordinator = coordinator
@@ -99,10 +102,14 @@ class LearnerActor:
 
     async def __call__(self, ctx: ActorContext) -> None:
         ctx.started()
-        async for request in ctx.messages(self._inbox):
-            if self._inbox.closed:
-                continue  # stopping: no new update or checkpoint is begun
-            await tell(self._coordinator, await self.handle(request))
+        try:
+            async for request in ctx.messages(self._inbox):
+                if self._inbox.closed:
+                    continue  # stopping: no new update or checkpoint is begun
+                await tell(self._coordinator, await self.handle(request))
+        finally:
+            if isinstance(self._sync, DistributedWeightSync):
+                self._sync.close()
 
     async def handle(self, request: LearnerRequest) -> LearnerReply:
         rid = request.request_id
@@ -149,6 +156,10 @@ class LearnerActor:
 
     async def _push(self) -> None:
         learner = self.learner
+        if isinstance(self._sync, DistributedWeightSync):
+            # Gathered in a worker thread, broadcast bucket by bucket (azr.generation.weight_sync).
+            await self._sync.push(learner, learner.weight_version)
+            return
         if self._sync == "in_process":
             # In a thread: sharded, this gathers every tensor from all ranks (a collective that
             # rank 0 announces under the group's lock, after any update still running).

@@ -15,8 +15,10 @@ end, so both sides meet on the same store keys. Tensors go in bfloat16 (the serv
 the paper's models, half the bytes of the fp32 master weights), in buckets of about
 ``bucket_bytes``: one HTTP request per bucket, so that a server never holds more than one bucket
 of received tensors besides its weights, and a learner never more than one bucket of converted
-ones. The tensors come from an iterator of ``(name, tensor)``, so a sharded learner can gather
-each full tensor just before it is sent.
+ones. The tensors come from an iterator of ``(name, tensor)`` (:func:`broadcast_weights`), or
+as buckets already formed by another thread (:func:`broadcast_buckets`, which a run uses, see
+:mod:`azr.generation.weight_sync`), so a sharded learner can gather each bucket just before
+it is sent.
 
 A broadcast cannot be cancelled from one side: if the HTTP side fails while the tensor side
 waits, the group is left unusable (:attr:`WeightBroadcastGroup.broken`) and the waiting thread
@@ -25,10 +27,20 @@ returns at the group's timeout. Make a new group (new port or name) before the n
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +54,8 @@ from azr.generation.base import DistributedWeights, WeightSyncError
 __all__ = [
     "BroadcastTiming",
     "WeightBroadcastGroup",
+    "as_bucket",
+    "broadcast_buckets",
     "broadcast_weights",
     "bucket_weights",
     "open_weight_update_group",
@@ -143,6 +157,43 @@ class Bucket:
         )
 
 
+class _Packer:
+    """Fills buckets of at most ``bucket_bytes`` one tensor at a time (shared by the
+    synchronous and the asynchronous producers of weights)."""
+
+    def __init__(self, bucket_bytes: int, dtype: torch.dtype | None) -> None:
+        if bucket_bytes < 1:
+            raise ValueError(f"bucket_bytes must be >= 1, got {bucket_bytes}")
+        self._limit = bucket_bytes
+        self._dtype = dtype
+        self._names: list[str] = []
+        self._tensors: list[torch.Tensor] = []
+        self._size = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> Bucket | None:
+        """Take one tensor; returns the previous bucket when this one does not fit in it."""
+        wire = tensor.detach()
+        if self._dtype is not None and wire.is_floating_point():
+            wire = wire.to(self._dtype)
+        wire = wire.contiguous()
+        nbytes = wire.numel() * wire.element_size()
+        full = None
+        if self._tensors and self._size + nbytes > self._limit:
+            full = self.finish()
+        self._names.append(name)
+        self._tensors.append(wire)
+        self._size += nbytes
+        return full
+
+    def finish(self) -> Bucket | None:
+        """The bucket being filled, if it holds anything; starts a new one."""
+        if not self._tensors:
+            return None
+        bucket = Bucket(tuple(self._names), tuple(self._tensors))
+        self._names, self._tensors, self._size = [], [], 0
+        return bucket
+
+
 def bucket_weights(
     weights: Iterable[tuple[str, torch.Tensor]],
     *,
@@ -152,25 +203,26 @@ def bucket_weights(
     """Consecutive buckets of at most ``bucket_bytes`` (in ``dtype``; a larger tensor goes
     alone), in the order given. Floating-point tensors are converted to ``dtype`` (None: left
     as they are); integer buffers keep theirs. Converted lazily, one bucket at a time."""
-    if bucket_bytes < 1:
-        raise ValueError(f"bucket_bytes must be >= 1, got {bucket_bytes}")
-    names: list[str] = []
-    tensors: list[torch.Tensor] = []
-    size = 0
+    packer = _Packer(bucket_bytes, dtype)
     for name, tensor in weights:
-        wire = tensor.detach()
-        if dtype is not None and wire.is_floating_point():
-            wire = wire.to(dtype)
-        wire = wire.contiguous()
-        nbytes = wire.numel() * wire.element_size()
-        if tensors and size + nbytes > bucket_bytes:
-            yield Bucket(tuple(names), tuple(tensors))
-            names, tensors, size = [], [], 0
-        names.append(name)
-        tensors.append(wire)
-        size += nbytes
-    if tensors:
-        yield Bucket(tuple(names), tuple(tensors))
+        full = packer.add(name, tensor)
+        if full is not None:
+            yield full
+    last = packer.finish()
+    if last is not None:
+        yield last
+
+
+def as_bucket(pairs: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype | None) -> Bucket:
+    """One bucket of the given tensors, whatever their size (converted as in
+    :func:`bucket_weights`)."""
+    packer = _Packer(2**62, dtype)
+    for name, tensor in pairs:
+        packer.add(name, tensor)
+    bucket = packer.finish()
+    if bucket is None:
+        raise ValueError("a bucket needs at least one tensor")
+    return bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +255,61 @@ async def broadcast_weights(
 
     Run it while the servers are paused for the update (the SGLang backend's
     :meth:`~azr.generation.sglang.SGLangBackend.weight_update` context). If the request fails,
-    the group is marked broken and the error is raised.
+    the group is marked broken and the error is raised. ``weights`` is advanced on the event
+    loop; tensors that take long to produce go through :func:`broadcast_buckets` instead.
     """
+    return await _broadcast(
+        group,
+        send,
+        _Ready(bucket_weights(weights, bucket_bytes=bucket_bytes, dtype=dtype)),
+        version,
+    )
+
+
+async def broadcast_buckets(
+    group: WeightBroadcastGroup,
+    send: SendBucket,
+    buckets: AsyncIterable[Sequence[tuple[str, torch.Tensor]]],
+    *,
+    version: int,
+    dtype: torch.dtype | None = torch.bfloat16,
+) -> BroadcastTiming:
+    """:func:`broadcast_weights` for buckets already formed (one request each, as given),
+    produced asynchronously: e.g. a sharded learner's gather in a worker thread, whose next
+    bucket is gathered while this one is sent."""
+
+    async def converted() -> AsyncGenerator[Bucket, None]:
+        async for pairs in buckets:
+            yield as_bucket(pairs, dtype)
+
+    stream = converted()
+    async with contextlib.aclosing(stream):
+        return await _broadcast(group, send, stream, version)
+
+
+class _Ready:
+    """Buckets computed on the event loop, as an asynchronous iterator."""
+
+    def __init__(self, buckets: Iterator[Bucket]) -> None:
+        self._buckets = buckets
+
+    def __aiter__(self) -> _Ready:
+        return self
+
+    async def __anext__(self) -> Bucket:
+        try:
+            return next(self._buckets)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+async def _broadcast(
+    group: WeightBroadcastGroup, send: SendBucket, buckets: AsyncIterator[Bucket], version: int
+) -> BroadcastTiming:
     start = time.perf_counter()
     in_broadcast = 0.0
-    sent = count = buckets = 0
-    for bucket in bucket_weights(weights, bucket_bytes=bucket_bytes, dtype=dtype):
+    sent = count = done = 0
+    async for bucket in buckets:
         try:
             in_broadcast += await _send_bucket(group, send, bucket, version)
         except BaseException:
@@ -216,13 +317,13 @@ async def broadcast_weights(
             raise
         sent += bucket.nbytes
         count += len(bucket.names)
-        buckets += 1
+        done += 1
     timing = BroadcastTiming(
         seconds=time.perf_counter() - start,
         broadcast_seconds=in_broadcast,
         bytes=sent,
         tensors=count,
-        buckets=buckets,
+        buckets=done,
     )
     logger.info(
         "weights v%d broadcast to group %s: %d tensors, %.1f MiB in %d buckets, %.2f s "
@@ -236,6 +337,28 @@ async def broadcast_weights(
         timing.broadcast_seconds,
     )
     return timing
+
+
+@contextlib.contextmanager
+def single_errors() -> Iterator[None]:
+    """Let one error raised in a nursery out as itself, not inside an exception group: callers
+    of the weight sync catch :class:`WeightSyncError`."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        exc: BaseException = group
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if exc is group:
+            raise
+        # Raised inside ``except group``, it would get the group as its context and print
+        # every traceback twice: keep the context it had.
+        context = exc.__context__
+        try:
+            raise exc
+        finally:
+            exc.__context__ = context
+            del exc, context
 
 
 async def _send_bucket(
@@ -253,9 +376,10 @@ async def _send_bucket(
         # Abandoned if the request fails: a broadcast cannot be withdrawn by one side.
         await trio.to_thread.run_sync(push, abandon_on_cancel=True)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_broadcast)
-        await send(bucket.metadata(group.name, version))
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_broadcast)
+            await send(bucket.metadata(group.name, version))
     return seconds[0] if seconds else 0.0
 
 
@@ -289,7 +413,8 @@ async def open_weight_update_group(
     async def run_join() -> None:
         await trio.to_thread.run_sync(join, abandon_on_cancel=True)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_join)
-        await request()
+    with single_errors():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_join)
+            await request()
     return joined[0]
