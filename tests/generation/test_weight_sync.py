@@ -4,7 +4,7 @@ The real :class:`~azr.actors.LearnerActor` trains the tiny model and pushes its 
 :class:`~azr.generation.weight_sync.DistributedWeightSync` through the real
 :class:`~azr.generation.sglang.SGLangBackend`, over HTTP, to ``weight_receiver.py``: a second
 process that answers SGLang's control endpoints and receives the tensors the way SGLang's
-servers do (see ``conftest.py``). SGLang itself needs a GPU and NCCL; the receiver follows
+servers do (see ``tests/conftest.py``). SGLang itself needs a GPU and NCCL; the receiver follows
 SGLang's documented protocol, and gloo runs the same collective code on CPU.
 """
 
