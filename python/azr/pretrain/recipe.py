@@ -84,7 +84,7 @@ RECIPES: Final[dict[str, Recipe]] = {
             solve_per_program=2,
             propose_every=3,
             warmup_programs=600,
-            stdlib_modules=STDLIB_MODULES[:7] + ("functools.py",),
+            stdlib_modules=(*STDLIB_MODULES[:7], "functools.py"),
         ),
         train=TrainSpec(seq_len=256, batch_rows=16, epochs=1.0, context_weight=0.25),
     ),
