@@ -205,6 +205,7 @@ def build_corpus(
     docs: list[Document] = []
     pool: list[Triplet] = [SEED_TRIPLET]
     induction_requests: list[tuple[ProposeRequest, str, bool]] = []
+
     def solver_documents(triplets: list[Triplet]) -> None:
         docs.append(Document("", _asserts(triplets), "asserts"))
         k = min(len(triplets), spec.solve_per_program)
