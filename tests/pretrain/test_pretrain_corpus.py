@@ -111,7 +111,8 @@ def test_held_out_programs_are_not_in_the_corpus() -> None:
     programs = corpus_programs(RECIPE.corpus, held)
     corpus = {program_hash(p.program) for p in programs}
     assert len(corpus) == len(programs)
-    assert sum(p.family != "warmup" for p in programs) == RECIPE.corpus.programs
+    # At most ``programs`` distinct generated ones (the generator's space runs out first).
+    assert 2000 < sum(p.family != "warmup" for p in programs) <= RECIPE.corpus.programs
     assert sum(p.family == "warmup" for p in programs) > 0
     assert not held & corpus
     # Without the exclusion the same seed would have produced some of them: the check matters.

@@ -94,6 +94,8 @@ class CorpusSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     """What the corpus is made of (part of the pretraining recipe)."""
 
     seed: int = 0
+    # At most this many distinct programs from the first ``3 * programs`` the generator draws
+    # (its space of distinct programs is finite: 2,400 asked for gives 2,201).
     programs: int = 1200
     inputs_per_program: int = 6
     references: int = 2
