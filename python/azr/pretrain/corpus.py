@@ -12,7 +12,8 @@ Three kinds of document, interleaved in a seeded order:
 * **Conversations** in the exact turn format of self-play (``markers`` template) for all six
   (task type x role) prompts of :mod:`azr.tasks.prompts`. Proposer answers are generated programs
   (validated by the verifier as a proposal would be); solver answers are the executor's values.
-  Only the answer part is trained on (the prompt is context).
+  The answer is the target; the prompt is context, trained on at a lower weight (see
+  :class:`~azr.pretrain.training.TrainSpec`).
 
 Programs whose normalised hash is in the held-out evaluation set are skipped, so no held-out task
 is ever in the corpus; a test checks the same for the public benchmarks.
@@ -83,7 +84,7 @@ END: Final = "<|endoftext|>"
 
 
 class Document(msgspec.Struct, frozen=True, array_like=True):
-    """``context`` is read but not trained on; ``target`` is trained on (ends with EOS)."""
+    """``target`` is trained on (ends with EOS); ``context`` at ``TrainSpec.context_weight``."""
 
     context: str
     target: str
