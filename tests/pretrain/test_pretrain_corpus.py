@@ -13,7 +13,7 @@ import pytest
 
 from azr.eval.heldout import heldout_hashes, heldout_programs
 from azr.pretrain.corpus import corpus_programs, stdlib_documents
-from azr.pretrain.programs import generate, program_hash
+from azr.pretrain.programs import generate, generate_warmup, program_hash
 from azr.pretrain.recipe import RECIPES
 from azr.tasks.normalize import normalize_program
 
@@ -74,6 +74,14 @@ def test_generator_is_a_pure_function_of_its_seed() -> None:
         assert len(set(p.inputs)) == len(p.inputs) >= 1
 
 
+def test_warmup_programs_are_a_pure_function_of_their_seed() -> None:
+    assert generate_warmup(3, 50) == generate_warmup(3, 50)
+    assert generate_warmup(3, 50) != generate_warmup(4, 50)
+    for p in generate_warmup(5, 200):
+        assert not hasattr(normalize_program(p.program), "reason"), p.program
+        assert p.family == "warmup" and len(set(p.inputs)) == len(p.inputs) >= 1
+
+
 def test_no_benchmark_program_is_in_the_corpus() -> None:
     sources = _benchmark_sources()
     if not sources:
@@ -100,8 +108,12 @@ def test_no_math_problem_text_is_in_the_corpus() -> None:
 def test_held_out_programs_are_not_in_the_corpus() -> None:
     held = heldout_hashes(RECIPE.heldout)
     assert len(held) == len(heldout_programs(RECIPE.heldout)) > 0
-    corpus = {program_hash(p.program) for p in corpus_programs(RECIPE.corpus, held)}
-    assert len(corpus) == RECIPE.corpus.programs
+    programs = corpus_programs(RECIPE.corpus, held)
+    corpus = {program_hash(p.program) for p in programs}
+    assert len(corpus) == len(programs)
+    # At most ``programs`` distinct generated ones (the generator's space runs out first).
+    assert 2000 < sum(p.family != "warmup" for p in programs) <= RECIPE.corpus.programs
+    assert sum(p.family == "warmup" for p in programs) > 0
     assert not held & corpus
     # Without the exclusion the same seed would have produced some of them: the check matters.
     unfiltered = {program_hash(p.program) for p in corpus_programs(RECIPE.corpus)}

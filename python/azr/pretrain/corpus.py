@@ -12,7 +12,8 @@ Three kinds of document, interleaved in a seeded order:
 * **Conversations** in the exact turn format of self-play (``markers`` template) for all six
   (task type x role) prompts of :mod:`azr.tasks.prompts`. Proposer answers are generated programs
   (validated by the verifier as a proposal would be); solver answers are the executor's values.
-  Only the answer part is trained on (the prompt is context).
+  The answer is the target; the prompt is context, trained on at a lower weight (see
+  :class:`~azr.pretrain.training.TrainSpec`).
 
 Programs whose normalised hash is in the held-out evaluation set are skipped, so no held-out task
 is ever in the corpus; a test checks the same for the public benchmarks.
@@ -28,8 +29,9 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
+from msgspec.structs import replace as dataclass_replace
 
-from azr.pretrain.programs import GeneratedProgram, generate, program_hash
+from azr.pretrain.programs import GeneratedProgram, generate, generate_warmup, program_hash
 from azr.tasks.parsing import format_blocks, format_response
 from azr.tasks.prompts import (
     propose_abduction_prompt,
@@ -82,7 +84,7 @@ END: Final = "<|endoftext|>"
 
 
 class Document(msgspec.Struct, frozen=True, array_like=True):
-    """``context`` is read but not trained on; ``target`` is trained on (ends with EOS)."""
+    """``target`` is trained on (ends with EOS); ``context`` at ``TrainSpec.context_weight``."""
 
     context: str
     target: str
@@ -93,12 +95,23 @@ class CorpusSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     """What the corpus is made of (part of the pretraining recipe)."""
 
     seed: int = 0
+    # At most this many distinct programs from the first ``3 * programs`` the generator draws
+    # (its space of distinct programs is finite: 2,400 asked for gives 2,201).
     programs: int = 1200
     inputs_per_program: int = 6
     references: int = 2
     induction_inputs: int = 4
     stdlib_modules: tuple[str, ...] = STDLIB_MODULES
     stdlib_piece_chars: int = 1200
+    # Solver conversations per program and type (deduction, abduction): the answers are a few
+    # tokens each, so they are the scarce part of the corpus.
+    solve_per_program: int = 2
+    # Proposer conversations (all three types) for every n-th program only: they are long and
+    # the format is learnt from a few hundred of them.
+    propose_every: int = 1
+    # One-line copy-and-transform programs (:func:`.programs.generate_warmup`) with their
+    # asserts and solver conversations.
+    warmup_programs: int = 0
 
 
 def conversation(prompt: str, answer: str, role: str, task_type: str) -> tuple[str, str]:
@@ -158,7 +171,18 @@ def corpus_programs(
         programs.append(p)
         if len(programs) == spec.programs:
             break
+    for p in _warmup_programs(spec, exclude):
+        h = program_hash(p.program)
+        if h not in seen:
+            seen.add(h)
+            programs.append(p)
     return programs
+
+
+def _warmup_programs(spec: CorpusSpec, exclude: frozenset[str]) -> list[GeneratedProgram]:
+    # Repeats are kept (their inputs differ): the one-line families have few distinct programs.
+    drawn = generate_warmup(spec.seed + 1, spec.warmup_programs, spec.inputs_per_program)
+    return [p for p in drawn if program_hash(p.program) not in exclude]
 
 
 def build_corpus(
@@ -169,11 +193,12 @@ def build_corpus(
     ``exclude`` holds normalised-program hashes (the held-out set) that must not appear.
     """
     rng = random.Random(spec.seed)
-    programs = corpus_programs(spec, exclude)
+    programs = corpus_programs(dataclass_replace(spec, warmup_programs=0), exclude)
+    warmup = _warmup_programs(spec, exclude)
 
     # The sandbox computes every output; the validation is the one a proposal goes through,
     # so every program and input in the corpus is one self-play would accept.
-    flat = [(p, i) for p in programs for i in p.inputs]
+    flat = [(p, i) for p in [*programs, *warmup] for i in p.inputs]
     checked = verifier.validate_batch([p.program for p, _ in flat], [i for _, i in flat])
     by_program: dict[str, list[Triplet]] = {}
     for (p, _), v in zip(flat, checked, strict=True):
@@ -182,20 +207,30 @@ def build_corpus(
 
     docs: list[Document] = []
     pool: list[Triplet] = [SEED_TRIPLET]
-    induction_requests: list[tuple[ProposeRequest, str, GeneratedProgram]] = []
-    for p in programs:
-        triplets = by_program.get(p.program, [])
-        if len(triplets) < 2:
-            continue
+    induction_requests: list[tuple[ProposeRequest, str, bool]] = []
+
+    def solver_documents(triplets: list[Triplet]) -> None:
         docs.append(Document("", _asserts(triplets), "asserts"))
-        for t in rng.sample(triplets, 2):
+        k = min(len(triplets), spec.solve_per_program)
+        for t in rng.sample(triplets, k):
             ctx, tgt = conversation(solve_deduction_prompt(t.program, t.input), t.output,
                                     "solve", "deduction")  # fmt: skip
             docs.append(Document(ctx, tgt, "solve/deduction"))
-        for t in rng.sample(triplets, 2):
+        for t in rng.sample(triplets, k):
             ctx, tgt = conversation(solve_abduction_prompt(t.program, t.output), t.input,
                                     "solve", "abduction")  # fmt: skip
             docs.append(Document(ctx, tgt, "solve/abduction"))
+
+    for p in warmup:
+        triplets = by_program.get(p.program, [])
+        if len(triplets) >= 2:
+            solver_documents(triplets)
+    for index, p in enumerate(programs):
+        triplets = by_program.get(p.program, [])
+        if len(triplets) < 2:
+            continue
+        solver_documents(triplets)
+        propose = index % spec.propose_every == 0
         t = rng.choice(triplets)
         for task_type, make in (
             ("deduction", propose_deduction_prompt),
@@ -204,7 +239,8 @@ def build_corpus(
             refs = rng.sample(pool, min(len(pool), rng.randint(0, spec.references)))
             answer = format_blocks([("python", t.program), ("input", t.input)])
             ctx, tgt = conversation(make(refs), answer, "propose", task_type)
-            docs.append(Document(ctx, tgt, f"propose/{task_type}"))
+            if propose:
+                docs.append(Document(ctx, tgt, f"propose/{task_type}"))
         pool.append(t)
         if len(pool) > 64:
             pool.pop(rng.randrange(1, len(pool)))
@@ -213,14 +249,14 @@ def build_corpus(
         if len(inputs) == n:
             blocks = [("input", i) for i in inputs] + [("message", p.message)]
             request = ProposeRequest(TaskType.INDUCTION, program=t.program, n_inputs=n)
-            induction_requests.append((request, format_response(format_blocks(blocks)), p))
+            induction_requests.append((request, format_response(format_blocks(blocks)), propose))
 
     # Induction: the proposer's answer goes through the real parser and validation, whose
     # task (shown and hidden pairs) is what the solver conversation shows.
     results = verifier.score_proposal_batch(
         [r for r, _, _ in induction_requests], [text for _, text, _ in induction_requests]
     )
-    for (request, text, _), result in zip(induction_requests, results, strict=True):
+    for (request, text, propose), result in zip(induction_requests, results, strict=True):
         task = getattr(result, "task", None)
         if not result.valid or not isinstance(task, InductionTask):
             continue
@@ -230,7 +266,8 @@ def build_corpus(
             propose_induction_prompt(request.program, request.n_inputs), answer, "propose",
             "induction",
         )  # fmt: skip
-        docs.append(Document(ctx, tgt, "propose/induction"))
+        if propose:
+            docs.append(Document(ctx, tgt, "propose/induction"))
         shown = [(x.input, x.output) for x in task.shown]
         ctx, tgt = conversation(
             solve_induction_prompt(task.message, shown),

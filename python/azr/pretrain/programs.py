@@ -20,7 +20,7 @@ from typing import Final
 
 import msgspec
 
-__all__ = ["GeneratedProgram", "generate", "program_hash", "program_stream"]
+__all__ = ["GeneratedProgram", "generate", "generate_warmup", "program_hash", "program_stream"]
 
 
 class GeneratedProgram(msgspec.Struct, frozen=True):
@@ -344,6 +344,66 @@ _FAMILIES: Final[tuple[Family, ...]] = (
     _dict_op,
     _nested,
 )
+
+
+def _warmup(rng: random.Random, k: int) -> GeneratedProgram:
+    # One-line functions whose results copy or lightly change their argument (the list itself,
+    # reversed, sorted, one element, a length, a small sum). A model can only learn to read its
+    # prompt where the answer depends on the prompt in a way it can compute; these give it that
+    # (copying circuits), and the harder families then build on them.
+    c = rng.randint(1, 5)
+    kind = rng.choice(["list", "str", "int"])
+    if kind == "list":
+        xs = rng.choice(_LIST_NAMES)
+        expr, ret, message = rng.choice([
+            (xs, "list[int]", "Returns the list unchanged."),
+            (f"{xs}[::-1]", "list[int]", "The list reversed."),
+            (f"sorted({xs})", "list[int]", "The numbers sorted, smallest first."),
+            (f"{xs} + [{c}]", "list[int]", f"The list with {c} appended."),
+            (f"[{c}] + {xs}", "list[int]", f"The list with {c} put in front."),
+            (f"{xs}[:{c}]", "list[int]", f"The first {c} numbers."),
+            (f"{xs}[{c}:]", "list[int]", f"Everything after the first {c} numbers."),
+            (f"{xs}[0] if {xs} else {c}", "int", f"The first number, or {c} for an empty list."),
+            (f"{xs}[-1] if {xs} else {c}", "int", f"The last number, or {c} for an empty list."),
+            (f"len({xs})", "int", "How many numbers there are."),
+            (f"len({xs}) + {c}", "int", f"The length of the list plus {c}."),
+        ])  # fmt: skip
+        draw = lambda: _int_list(rng, 0, 9)
+        arg = f"{xs}: list[int]"
+    elif kind == "str":
+        s = rng.choice(_STR_NAMES)
+        expr, ret, message = rng.choice([
+            (s, "str", "Returns the text unchanged."),
+            (f"{s}.upper()", "str", "The text in upper case."),
+            (f"{s}[::-1]", "str", "The text reversed."),
+            (f"{s} + {s}", "str", "The text twice."),
+            (f"{s}[:{c}]", "str", f"The first {c} characters."),
+            (f"len({s})", "int", "The number of characters."),
+            (f"{s}[0] if {s} else ''", "str", "The first character (empty text stays empty)."),
+        ])  # fmt: skip
+        draw = lambda: _word(rng)
+        arg = f"{s}: str"
+    else:
+        n = rng.choice(_INT_NAMES)
+        expr, ret, message = rng.choice([
+            (f"{n} + {c}", "int", f"Adds {c}."),
+            (f"{n} - {c}", "int", f"Subtracts {c}."),
+            (f"{n} * {c}", "int", f"Multiplies by {c}."),
+            (f"-{n}", "int", "The negated number."),
+            (f"{n} // 2", "int", "Half the number, rounded down."),
+            (f"{n} % 10", "int", "The last decimal digit."),
+        ])  # fmt: skip
+        draw = lambda: str(rng.randint(-10, 30))
+        arg = f"{n}: int"
+    program = f"def f({arg}) -> {ret}:\n    return {expr}"
+    return GeneratedProgram(program, _inputs(rng, draw, k), message, "warmup")
+
+
+def generate_warmup(seed: int, count: int, inputs_per_program: int = 6) -> list[GeneratedProgram]:
+    """``count`` one-line copy-and-transform programs (a pure function of ``seed``); not part of
+    :func:`generate`, so the held-out set, drawn from :func:`generate`, does not change."""
+    rng = random.Random(seed)
+    return [_warmup(rng, inputs_per_program) for _ in range(count)]
 
 
 def generate(seed: int, count: int, inputs_per_program: int = 6) -> list[GeneratedProgram]:

@@ -27,7 +27,13 @@ import msgspec
 
 from azr.eval.heldout import HeldOutSpec, heldout_hashes
 from azr.models.tiny import TinyModelSpec
-from azr.pretrain.corpus import CorpusSpec, Document, build_corpus, stdlib_fingerprint
+from azr.pretrain.corpus import (
+    STDLIB_MODULES,
+    CorpusSpec,
+    Document,
+    build_corpus,
+    stdlib_fingerprint,
+)
 from azr.pretrain.training import TrainLog, TrainSpec
 
 __all__ = [
@@ -67,7 +73,21 @@ class Recipe(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 
 
 RECIPES: Final[dict[str, Recipe]] = {
-    "cpu-base": Recipe(name="cpu-base"),
+    # Most of the corpus is solver conversations and asserts (answers are a few tokens each, so
+    # they are what the model reads its prompt for), with one-line copy-and-transform programs
+    # among them; proposer conversations for every third program; eight standard-library
+    # modules. The prompt is trained on at a quarter weight. One epoch of short rows.
+    "cpu-base": Recipe(
+        name="cpu-base",
+        corpus=CorpusSpec(
+            programs=2400,
+            solve_per_program=2,
+            propose_every=3,
+            warmup_programs=600,
+            stdlib_modules=(*STDLIB_MODULES[:7], "functools.py"),
+        ),
+        train=TrainSpec(seq_len=256, batch_rows=16, epochs=1.0, context_weight=0.25),
+    ),
     # A few steps of the same pipeline, for tests of the machinery itself.
     "smoke": Recipe(
         name="smoke",

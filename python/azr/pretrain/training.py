@@ -3,7 +3,8 @@
 Documents are packed greedily, in corpus order, into rows of ``seq_len`` tokens; a document that
 does not fit starts a new row (the rest of the row is padding), and one longer than a row is cut.
 Every row therefore begins at a document's start, where prompts begin at self-play time. Loss is
-taken on each document's target tokens only (a conversation's prompt is context). The schedule
+taken on each document's target tokens, and on its context (a conversation's prompt) with the
+weight ``context_weight``. The schedule
 is linear warm-up then cosine decay; everything is seeded, so the same recipe on the same
 machine and thread count gives the same losses.
 """
@@ -36,6 +37,10 @@ class TrainSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     threads: int = 2
+    # Loss weight of a document's context (a conversation's prompt) beside its target's 1.
+    # Above 0 the model also learns to predict the programs it is shown, which it must read
+    # to answer; 0 trains on targets only.
+    context_weight: float = 0.0
 
 
 class TrainLog(msgspec.Struct, kw_only=True):
@@ -135,8 +140,16 @@ def train_model(
             group["lr"] = lr_at(step)
         logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]  # (b, T-1, V)
         target = ids[:, 1:]  # (b, T-1)
-        keep = loss_mask[:, 1:]  # (b, T-1): predict a target token from what precedes it
-        loss = torch.nn.functional.cross_entropy(logits[keep], target[keep])
+        if spec.context_weight == 0.0:
+            keep = loss_mask[:, 1:]  # (b, T-1): predict a target token from what precedes it
+            loss = torch.nn.functional.cross_entropy(logits[keep], target[keep])
+        else:
+            # (b, T-1): target tokens weigh 1, context tokens context_weight, padding 0
+            weight = torch.where(loss_mask[:, 1:], 1.0, spec.context_weight) * attn[:, 1:]
+            ce = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), target.flatten(), reduction="none"
+            ).view_as(weight)
+            loss = (ce * weight).sum() / weight.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
