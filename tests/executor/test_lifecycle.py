@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from executor_support import child_pids
 
 from azr.executor import Executor
@@ -71,7 +72,13 @@ def test_ctrl_c_interrupts_a_batch_and_cleans_up() -> None:
         time.sleep(0.5)
         start = time.monotonic()
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=20)
+        try:
+            out, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            # Fail now rather than wait in Popen.__exit__ for 100 endless jobs of 30 s each.
+            p.kill()
+            p.communicate()
+            pytest.fail("the batch was still running 20 s after SIGINT")
     assert time.monotonic() - start < 10
     assert "interrupted" in out, err
     assert "KeyboardInterrupt" in err
