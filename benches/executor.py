@@ -8,6 +8,11 @@
     they do).
 (c) pebble batched: the same pool, snippets sent in chunks through ``ProcessPool.map``.
 (d) a fresh ``python -I`` subprocess per call, the common sandbox design (isolated, slow).
+(e) the fork floor: one forked process per call from a warm interpreter holding the same
+    preloaded modules as azr's zygotes, and nothing else (no namespaces, no seccomp, no limits,
+    no new user, no fresh directory, the job read before the fork). Any design that gives every
+    job a process of its own pays at least this; the gap between (a) and (e) is what azr's
+    layers and protocol cost.
 
 All run the CRUXEval programs with their inputs. Throughput uses every core; latency is
 measured at low load (one call at a time). Prints one table with ratios against azr. Run it
@@ -47,6 +52,100 @@ RUNNER = (
     "exec(job['code'], env)\n"
     "print(repr(eval('f(' + job['input'] + ')', env)))\n"
 )
+
+
+# Design (e): a forking server per core. It reads marshalled (code, input) jobs on stdin, forks
+# one child per job, which runs it and writes the repr back through a pipe, and answers on stdout.
+FORK_SERVER = """
+import gc, marshal, os, sys
+import ast, bisect, collections, copy, datetime, functools, heapq, itertools, math, operator
+import random, re, string, time, traceback, typing, unicodedata
+gc.collect()
+gc.freeze()
+rd, wr = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    head = rd.read(4)
+    if len(head) < 4:
+        break
+    code, inputs = marshal.loads(rd.read(int.from_bytes(head, "little")))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            env = {}
+            exec(code, env)
+            out = repr(eval("f(" + inputs + ")", env)).encode()
+        except BaseException as e:
+            out = ("error: " + type(e).__name__).encode()
+        os.write(w, out)
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(r)
+    os.waitpid(pid, 0)
+    out = b"".join(chunks)
+    wr.write(len(out).to_bytes(4, "little") + out)
+    wr.flush()
+"""
+
+
+class _ForkServer:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-s", "-S", "-c", FORK_SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def call(self, code: str, inputs: str) -> bytes:
+        import marshal
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        job = marshal.dumps((code, inputs))
+        self.proc.stdin.write(len(job).to_bytes(4, "little") + job)
+        self.proc.stdin.flush()
+        size = int.from_bytes(self.proc.stdout.read(4), "little")
+        return self.proc.stdout.read(size)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def bench_fork_floor(
+    rows: list[dict[str, str]], n: int, calls: int, cores: int
+) -> dict[str, float]:
+    batch = [(r["code"], r["input"]) for r in (rows[i % len(rows)] for i in range(n))]
+    servers = [_ForkServer() for _ in range(cores)]
+    try:
+
+        def drive(k: int) -> None:
+            for code, inputs in batch[k::cores]:
+                out = servers[k].call(code, inputs)
+                assert not out.startswith(b"error: "), out
+
+        for k in range(cores):
+            servers[k].call(*batch[k])  # warm
+        with cf.ThreadPoolExecutor(cores) as pool:
+            t = time.perf_counter()
+            list(pool.map(drive, range(cores)))
+            dt = time.perf_counter() - t
+        lat = []
+        for i in range(calls):
+            t0 = time.perf_counter()
+            servers[0].call(*batch[i % len(batch)])
+            lat.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        for s in servers:
+            s.close()
+    return summary(n, dt, lat)
 
 
 def _snippet(code: str, inputs: str) -> str:
@@ -170,6 +269,7 @@ def main() -> None:
             rows, n, calls, cores, args.chunk
         ),
     }
+    results["fork floor: a bare forked child per call"] = bench_fork_floor(rows, n, calls, cores)
     if not args.skip_subprocess:
         results["python -I per call (isolated)"] = bench_subprocess(
             rows, args.subprocess_jobs, max(20, calls // 10), cores
