@@ -42,6 +42,23 @@ def test_inputs_must_be_an_argument_list(ex: Executor) -> None:
         assert r.matched is False
 
 
+def test_a_program_cannot_replace_the_compiler_that_builds_the_call(ex: Executor) -> None:
+    # The call is compiled after the program ran; a rebound builtin must not decide what runs.
+    prog = (
+        "import builtins\n"
+        "_real = builtins.compile\n"
+        "builtins.compile = lambda *a, **k: _real('5', '<forged>', 'eval')\n"
+        "def f(x):\n    return x"
+    )
+    r = ex.run(prog, "1", expected="5")
+    assert r.status is Status.OK and r.value == "1" and r.matched is False
+
+
+def test_modules_left_out_of_the_zygote_still_import(ex: Executor) -> None:
+    prog = "import ast, traceback\ndef f(s):\n    return type(ast.parse(s).body[0]).__name__"
+    assert ex.run(prog, "'x = 1'").value == "'Assign'"
+
+
 def test_batch_keeps_order(ex: Executor) -> None:
     jobs = [Job("def f(a):\n    return a * a", str(i)) for i in range(200)]
     rs = ex.run_batch(jobs)

@@ -251,12 +251,18 @@ fn values_equal(py: Python<'_>, a: &[u8], b: &[u8], atol: f64, rtol: f64) -> PyR
 }
 
 /// Zygote set-up (namespaces, minimal filesystem, Landlock rules); only the zygote bootstrap
-/// calls it, before freezing its heap. Returns the work directory children see.
+/// calls it, before freezing its heap. Returns the work directory children see, as a str: a
+/// `PathBuf` would come back as a `pathlib.Path`, whose import (with `urllib.parse` and
+/// `ipaddress`) would sit in the heap every fork copies.
 #[pyfunction]
-fn _zygote_prepare(read_paths: Vec<PathBuf>, staging: PathBuf, config: &str) -> PyResult<PathBuf> {
+fn _zygote_prepare(read_paths: Vec<PathBuf>, staging: PathBuf, config: &str) -> PyResult<String> {
     let cfg = ZygoteConfig::from_arg(config).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    prepare(&read_paths, &staging, cfg)
-        .map_err(|e| PyValueError::new_err(format!("zygote set-up failed: {e}")))
+    let workdir = prepare(&read_paths, &staging, cfg)
+        .map_err(|e| PyValueError::new_err(format!("zygote set-up failed: {e}")))?;
+    workdir
+        .into_os_string()
+        .into_string()
+        .map_err(|p| PyValueError::new_err(format!("work directory is not UTF-8: {p:?}")))
 }
 
 /// The zygote's loop; only the zygote bootstrap calls it. Returns once in each forked child
