@@ -27,10 +27,12 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pebble
@@ -170,6 +172,25 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+def cpu_seconds() -> float:
+    # This process and every reaped descendant (zygotes, pool workers, forked children): each
+    # design's processes are gone when its function returns, so the difference is its CPU.
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measured(run: Callable[[], dict[str, float]], executions: int) -> dict[str, float]:
+    """Runs one design and adds its CPU per execution (start-up and latency calls included),
+    which a loaded machine distorts less than throughput."""
+    before = cpu_seconds()
+    r = run()
+    r["cpu_ms"] = (cpu_seconds() - before) / executions * 1e3
+    return r
+
+
 def summary(n: int, dt: float, lat: list[float]) -> dict[str, float]:
     return {"rate": n / dt, "p50": statistics.median(lat), "p99": pct(lat, 0.99)}
 
@@ -262,24 +283,32 @@ def main() -> None:
     off = sorted(iso.get("unavailable", {}) or {})  # type: ignore[call-overload]
     print(f"azr isolation layers unavailable on this host: {off or 'none'}")
     n, calls = args.jobs, args.latency_calls
+    total = n + calls
     results = {
-        "azr executor (isolated)": bench_azr(rows, n, calls, cores),
-        "pebble, one snippet per call (not isolated)": bench_pebble(rows, n, calls, cores, 1),
-        f"pebble, {args.chunk} snippets per call (not isolated)": bench_pebble(
-            rows, n, calls, cores, args.chunk
+        "azr executor (isolated)": measured(lambda: bench_azr(rows, n, calls, cores), total),
+        "fork floor: a bare forked child per call (not sandboxed)": measured(
+            lambda: bench_fork_floor(rows, n, calls, cores), total
+        ),
+        "pebble, one snippet per call (not isolated)": measured(
+            lambda: bench_pebble(rows, n, calls, cores, 1), total
+        ),
+        f"pebble, {args.chunk} snippets per call (not isolated)": measured(
+            lambda: bench_pebble(rows, n, calls, cores, args.chunk), total
         ),
     }
-    results["fork floor: a bare forked child per call"] = bench_fork_floor(rows, n, calls, cores)
     if not args.skip_subprocess:
-        results["python -I per call (isolated)"] = bench_subprocess(
-            rows, args.subprocess_jobs, max(20, calls // 10), cores
+        sub_calls = max(20, calls // 10)
+        results["python -I per call (isolated)"] = measured(
+            lambda: bench_subprocess(rows, args.subprocess_jobs, sub_calls, cores),
+            args.subprocess_jobs + sub_calls,
         )
     base = results["azr executor (isolated)"]["rate"]
     print()
-    print("| design | executions/s | p50 ms | p99 ms | azr / design |")
-    print("|---|---:|---:|---:|---:|")
+    print("| design | executions/s | p50 ms | p99 ms | CPU ms per execution | azr / design |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        cells = f"{r['rate']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {base / r['rate']:.2f}x"
+        cells = f"{r['rate']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['cpu_ms']:.2f}"
+        cells += f" | {base / r['rate']:.2f}x"
         print(f"| {name} | {cells} |")
 
 

@@ -21,6 +21,10 @@ def _load(path):
 
 
 _ext = _load(sys.argv[1])
+# Read by the dynamic loader at start only; programs see the environment without it.
+import os  # noqa: E402
+
+os.environ.pop("LD_BIND_NOW", None)
 _staging = sys.argv[2]
 _config = sys.argv[3]
 _extra_paths = sys.argv[4:]
