@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from azr.executor import Limits
 
 CRUXEVAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cruxeval"
@@ -13,6 +15,8 @@ CRUXEVAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cru
 
 def cruxeval_rows() -> list[dict[str, str]]:
     path = CRUXEVAL / "cruxeval-dev.jsonl"
+    if not path.exists():
+        pytest.skip("the CRUXEval sample is not present beside the checkout")
     with path.open() as f:
         return [json.loads(line) for line in f if line.strip()]
 
