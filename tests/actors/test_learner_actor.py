@@ -8,6 +8,7 @@ import pytest
 import torch
 import trio
 
+from _train_batches import train_batch
 from azr.actors.learner import LEARNER_DIR, CheckpointStore, LearnerActor
 from azr.actors.messages import (
     STATE_FILE,
@@ -21,7 +22,7 @@ from azr.actors.messages import (
 )
 from azr.generation import TorchBackend
 from azr.models import TinyModelSpec
-from azr.rl import Learner, LearnerConfig, Sample, TrainBatch
+from azr.rl import Learner, LearnerConfig, TrainBatch
 from azr.runtime import open_mailbox
 
 from ._support import trio_test
@@ -33,23 +34,6 @@ SPEC = TinyModelSpec(
 
 def _learner() -> Learner:
     return Learner.from_pretrained(None, LearnerConfig.tiny_cpu(micro_batch_size=4), spec=SPEC)
-
-
-def _batch(version: int = 0) -> TrainBatch:
-    samples = [
-        Sample(
-            prompt_ids=(256 + 8, 65 + i),
-            response_ids=(66, 67 + i, 68),
-            old_logprobs=(-5.6, -5.6, -5.6),
-            # Two samples per (task, role) group with different rewards: nonzero advantages.
-            reward=float(i // 6),
-            task=("deduction", "abduction", "induction")[i % 3],
-            role=("propose", "solve")[(i // 3) % 2],
-            weight_version=version,
-        )
-        for i in range(12)
-    ]
-    return TrainBatch(tuple(samples))
 
 
 def _actor(learner: Learner, backend: TorchBackend, store: CheckpointStore) -> LearnerActor:
@@ -70,7 +54,7 @@ async def test_an_update_reaches_the_backend(tmp_path: Path) -> None:
     actor = _actor(learner, backend, CheckpointStore(tmp_path))
     before = {k: v.clone() for k, v in learner.model.state_dict().items()}
 
-    reply = await actor.handle(TrainStep(request_id=1, step=1, batch=_batch()))
+    reply = await actor.handle(TrainStep(request_id=1, step=1, batch=train_batch()))
     assert isinstance(reply, StepTrained) and reply.request_id == 1
     assert reply.metrics is not None and not reply.metrics.skipped
     assert reply.weight_version == learner.weight_version == backend.weight_version == 1
@@ -82,7 +66,7 @@ async def test_an_update_reaches_the_backend(tmp_path: Path) -> None:
 
     # Samples generated two versions ago are two versions stale.
     learner.step_count = 2
-    reply = await actor.handle(TrainStep(request_id=2, step=2, batch=_batch(version=0)))
+    reply = await actor.handle(TrainStep(request_id=2, step=2, batch=train_batch(version=0)))
     assert isinstance(reply, StepTrained) and reply.staleness_max == 2
 
 
@@ -104,7 +88,7 @@ async def test_checkpoints_are_complete_directories_and_old_ones_go(tmp_path: Pa
     actor = _actor(learner, backend, store)
     assert store.latest() is None
     for step in (1, 2, 3):
-        await actor.handle(TrainStep(request_id=step, step=step, batch=_batch()))
+        await actor.handle(TrainStep(request_id=step, step=step, batch=train_batch()))
         files = (Blob(STATE_FILE, b'{"step": %d}' % step), Blob("buffers/x.msgpack", b"\x01"))
         saved = await actor.handle(SaveCheckpoint(request_id=10 + step, step=step, files=files))
         assert isinstance(saved, CheckpointSaved) and saved.path == str(store.path(step))

@@ -18,36 +18,20 @@ import pytest
 import torch
 import trio
 
+from _train_batches import train_batch
 from azr.actors.learner import CheckpointStore, LearnerActor
 from azr.actors.messages import CoordinatorEvent, LearnerRequest, StepTrained, TrainStep
 from azr.generation.base import WeightSyncError
 from azr.generation.sglang import SGLangBackend, SGLangConfig
 from azr.generation.weight_sync import DistributedWeightSync
 from azr.models import TinyModelSpec
-from azr.rl import Learner, LearnerConfig, Sample, TrainBatch
+from azr.rl import Learner, LearnerConfig
 from azr.runtime import open_mailbox
 
 SPEC = TinyModelSpec(
     hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128
 )
 BUCKET_BYTES = 64 * 1024  # several buckets for the ~0.2 MiB of bf16 weights
-
-
-def _batch(version: int) -> TrainBatch:
-    samples = [
-        Sample(
-            prompt_ids=(256 + 8, 65 + i),
-            response_ids=(66, 67 + i, 68),
-            old_logprobs=(-5.6, -5.6, -5.6),
-            # Two rewards per (task, role) group: nonzero advantages, so the weights move.
-            reward=float(i // 6),
-            task=("deduction", "abduction", "induction")[i % 3],
-            role=("propose", "solve")[(i // 3) % 2],
-            weight_version=version,
-        )
-        for i in range(12)
-    ]
-    return TrainBatch(tuple(samples))
 
 
 def _bf16_weights(learner: Learner) -> dict[str, torch.Tensor]:
@@ -113,7 +97,7 @@ def test_every_push_after_a_real_step_delivers_the_learners_bf16_weights(
                 try:
                     for version in (1, 2):
                         step = TrainStep(
-                            request_id=version, step=version, batch=_batch(version - 1)
+                            request_id=version, step=version, batch=train_batch(version - 1)
                         )
                         reply = await actor.handle(step)
                         assert isinstance(reply, StepTrained)
@@ -192,11 +176,13 @@ def test_a_refused_bucket_breaks_the_group_and_later_pushes_fail_at_once(
     async def main() -> None:
         with trio.fail_after(60):
             async with backend:
-                await actor.handle(TrainStep(request_id=1, step=1, batch=_batch(0)))
+                await actor.handle(TrainStep(request_id=1, step=1, batch=train_batch(0)))
                 assert sync.last is not None and sync.last.buckets == 3
                 for step in (2, 3):
                     with pytest.raises(WeightSyncError) as caught:
-                        await actor.handle(TrainStep(request_id=step, step=step, batch=_batch(1)))
+                        await actor.handle(
+                            TrainStep(request_id=step, step=step, batch=train_batch(1))
+                        )
                     errors.append(caught.value)
                 sync.close()
 
