@@ -9,10 +9,10 @@
 (c) pebble batched: the same pool, snippets sent in chunks through ``ProcessPool.map``.
 (d) a fresh ``python -I`` subprocess per call, the common sandbox design (isolated, slow).
 (e) the fork floor: one forked process per call from a warm interpreter holding the same
-    preloaded modules as azr's zygotes, and nothing else (no namespaces, no seccomp, no limits,
-    no new user, no fresh directory, the job read before the fork). Any design that gives every
-    job a process of its own pays at least this; the gap between (a) and (e) is what azr's
-    layers and protocol cost.
+    preloaded modules as azr's zygotes (symbols bound at start, heap frozen), and nothing
+    else (no namespaces, no seccomp, no limits, no new user, no fresh directory, the job read
+    before the fork). Any design that gives every job a process of its own pays at least
+    this; the gap between (a) and (e) is what azr's layers and protocol cost.
 
 All run the CRUXEval programs with their inputs. Throughput uses every core; latency is
 measured at low load (one call at a time). Prints one table with ratios against azr. Run it
@@ -60,8 +60,8 @@ RUNNER = (
 # one child per job, which runs it and writes the repr back through a pipe, and answers on stdout.
 FORK_SERVER = """
 import gc, marshal, os, sys
-import ast, bisect, collections, copy, datetime, functools, heapq, itertools, math, operator
-import random, re, string, time, traceback, typing, unicodedata
+import _ast, bisect, collections, copy, datetime, functools, heapq, itertools, math, operator
+import random, re, string, time, typing, unicodedata
 gc.collect()
 gc.freeze()
 rd, wr = sys.stdin.buffer, sys.stdout.buffer
@@ -103,6 +103,8 @@ class _ForkServer:
             [sys.executable, "-s", "-S", "-c", FORK_SERVER],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # As azr's zygotes: symbols bound once, before the forks.
+            env={**os.environ, "LD_BIND_NOW": "1"},
         )
 
     def call(self, code: str, inputs: str) -> bytes:
