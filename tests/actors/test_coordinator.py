@@ -19,6 +19,7 @@ from azr.actors.coordinator import (
     SolveRecord,
     StepData,
     build_batch,
+    learnability_solves,
     proposal_reward,
     step_metrics,
 )
@@ -116,6 +117,18 @@ def test_learnability_rollouts_join_the_solver_group_only_when_asked() -> None:
         ("solve", "deduction", 31, 1.0),
         ("solve", "deduction", 32, -0.5),
     ]
+
+
+def test_learnability_answers_to_a_held_out_program_are_never_trained_on() -> None:
+    from azr.eval.heldout import heldout_programs
+
+    held = heldout_programs()[0]
+    rollouts = [_rollout(40), _rollout(41)]
+    verdicts = [Verdict(True, 1.0, Reason.OK), Verdict(False, -0.5, Reason.WRONG)]
+    seen = DeductionTask.from_triplet(SEED_TRIPLET)
+    assert [r.rollout for r in learnability_solves(seen, rollouts, verdicts)] == rollouts
+    unseen = DeductionTask(program=held.program, input=held.inputs[0], output="0")
+    assert learnability_solves(unseen, rollouts, verdicts) == []
 
 
 @trio_test(timeout=120)

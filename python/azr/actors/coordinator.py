@@ -113,6 +113,7 @@ __all__ = [
     "StepData",
     "active_task_types",
     "build_batch",
+    "learnability_solves",
     "step_metrics",
 ]
 
@@ -242,6 +243,19 @@ def proposal_reward(record: ProposalRecord, rewards: RewardConfig) -> float | No
         return None
     reward = propose_reward(reason, rate, rewards)
     return reward + record.bonus if reward > 0 else reward
+
+
+def learnability_solves(
+    task: SolveTask, rollouts: Sequence[Rollout], verdicts: Sequence[Verdict]
+) -> list[SolveRecord]:
+    """The learnability answers to ``task`` as solver samples (``selfplay.train_learnability``);
+    none when the task's program is a held-out one: the solver never trains on those."""
+    if is_heldout(task.program):
+        return []
+    return [
+        SolveRecord(rollout=r, verdict=v, task=task)
+        for r, v in zip(rollouts, verdicts, strict=True)
+    ]
 
 
 def build_batch(
@@ -901,10 +915,7 @@ class Coordinator:
             records[index].learnability = [v.reason for v in verdicts]
             if keep:
                 rollouts = checked.work.rollouts[j * n : (j + 1) * n]
-                records[index].solves = [
-                    SolveRecord(rollout=r, verdict=v, task=task)
-                    for r, v in zip(rollouts, verdicts, strict=True)
-                ]
+                records[index].solves = learnability_solves(task, rollouts, verdicts)
 
     def _bonus(self, task_type: TaskType, verdict: ProposalVerdict) -> float:
         """The intrinsic rewards of a valid deduction or abduction proposal (0 when off)."""
