@@ -19,6 +19,7 @@ from azr.actors.coordinator import (
     SolveRecord,
     StepData,
     build_batch,
+    learnability_solves,
     proposal_reward,
     step_metrics,
 )
@@ -26,7 +27,7 @@ from azr.actors.messages import ProposalVerdict, Rollout
 from azr.models import Tokenizer
 from azr.rewards import RewardConfig
 from azr.runtime import ActorFailed
-from azr.tasks import SEED_TRIPLET, Reason, TaskType
+from azr.tasks import SEED_TRIPLET, DeductionTask, Reason, TaskType
 from azr.train import train_async
 from azr.verify import Verdict
 
@@ -83,6 +84,71 @@ def test_the_batch_is_ordered_and_leaves_out_what_cannot_be_scored() -> None:
     assert m["propose/abduction/solve_rate"] == 0.5
     assert m["solve/deduction/accuracy"] == 2 / 3  # the unscored one is not counted
     assert "solve/abduction/accuracy" not in m  # nothing measured is left out, not NaN
+
+
+def test_learnability_rollouts_join_the_solver_group_only_when_asked() -> None:
+    data = StepData(step=1)
+    ok = ProposalVerdict(Reason.OK, triplet=SEED_TRIPLET)
+    task = DeductionTask.from_triplet(SEED_TRIPLET)
+    rolled = [
+        SolveRecord(rollout=_rollout(31), verdict=Verdict(True, 1.0, Reason.OK), task=task),
+        SolveRecord(rollout=_rollout(32), verdict=Verdict(False, -0.5, Reason.WRONG), task=task),
+        SolveRecord(rollout=_rollout(33), verdict=Verdict(False, 0.0, Reason.INTERNAL)),
+    ]
+    data.proposals[TaskType.DEDUCTION] = {
+        0: ProposalRecord(
+            rollout=_rollout(30),
+            verdict=ok,
+            learnability=[v.verdict.reason for v in rolled],
+            solves=rolled,
+        )
+    }
+    data.solves[TaskType.DEDUCTION] = {
+        0: SolveRecord(rollout=_rollout(20), verdict=Verdict(False, -1.0, Reason.FORMAT))
+    }
+    plain = [(s.role, s.response_ids[1], s.reward) for s in build_batch(data, REWARDS).samples]
+    assert plain == [("propose", 30, 0.5), ("solve", 20, -1.0)]
+    both = build_batch(data, REWARDS, learnability_solves=True).samples
+    # The proposer's reward is unchanged; the scored rollouts follow the solver tasks, each
+    # with its own reward, in the deduction solver group.
+    assert [(s.role, s.task, s.response_ids[1], s.reward) for s in both] == [
+        ("propose", "deduction", 30, 0.5),
+        ("solve", "deduction", 20, -1.0),
+        ("solve", "deduction", 31, 1.0),
+        ("solve", "deduction", 32, -0.5),
+    ]
+
+
+def test_learnability_answers_to_a_held_out_program_are_never_trained_on() -> None:
+    from azr.eval.heldout import heldout_programs
+
+    held = heldout_programs()[0]
+    rollouts = [_rollout(40), _rollout(41)]
+    verdicts = [Verdict(True, 1.0, Reason.OK), Verdict(False, -0.5, Reason.WRONG)]
+    seen = DeductionTask.from_triplet(SEED_TRIPLET)
+    assert [r.rollout for r in learnability_solves(seen, rollouts, verdicts)] == rollouts
+    unseen = DeductionTask(program=held.program, input=held.inputs[0], output="0")
+    assert learnability_solves(unseen, rollouts, verdicts) == []
+
+
+@trio_test(timeout=120)
+async def test_a_run_trains_the_solver_on_learnability_rollouts(
+    tmp_path: Path, tokenizer: Tokenizer
+) -> None:
+    backend = ScriptedBackend(tokenizer)
+    config = tiny_config(tmp_path, "run.steps=1", "selfplay.train_learnability=true")
+    result = await train_async(config, backend=backend)
+    assert result.completed
+    _, step = _records(Path(result.metrics))
+    n = config.solver_rollouts
+    responses = sum(step[f"{r}/{t.value}/count"] for r in ("propose", "solve") for t in TASK_TYPES)
+    valid = sum(
+        step[f"propose/{t.value}/valid"] * step[f"propose/{t.value}/count"] for t in TASK_TYPES
+    )
+    assert valid > 0
+    # Every proposal and solver answer of the scripted run is scored, and so is each of the n
+    # rollouts of every valid proposal: all of them are trained on.
+    assert step["learner/samples"] == responses + n * valid
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from azr.rl import (
     TrainBatch,
     atomic_directory,
     resolve_checkpoint,
+    trr_advantages,
 )
 
 PROMPTS = [f"<|user|>Write word {i}.<|assistant|>" for i in range(8)]
@@ -119,6 +120,35 @@ def test_micro_batching_does_not_change_the_update(tiny_spec: TinyModelSpec) -> 
     assert m_whole.grad_norm == pytest.approx(m_pieces.grad_norm, rel=1e-4)
     # Compare the accumulated (clipped) gradients, which the step leaves in place: Adam's first
     # update is about lr * sign(grad), so parameters would amplify rounding in near-zero grads.
+    for a, b in zip(whole.model.parameters(), pieces.model.parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None
+        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_sequence_aggregation_weighs_every_response_the_same(tiny_spec: TinyModelSpec) -> None:
+    probe = _learner(tiny_spec)
+    drawn = _rollout(probe, SamplingParams(n=2, max_new_tokens=8, seed=3), reward_fn=True)
+    # Prefixes of different lengths (a prefix's sampling log-probs are its own).
+    samples = [
+        msgspec.structs.replace(
+            s, response_ids=s.response_ids[: 1 + i % 8], old_logprobs=s.old_logprobs[: 1 + i % 8]
+        )
+        for i, s in enumerate(drawn)
+    ]
+    lengths = torch.tensor([len(s.response_ids) for s in samples])
+    groups = torch.tensor([s.group for s in samples])
+    rewards = torch.tensor([s.reward for s in samples])
+    adv = trr_advantages(rewards, groups, lengths)  # token-weighted: zero mean per token
+    # On-policy (ratio 1) the loss is minus the mean advantage: over tokens it vanishes; over
+    # responses each one counts once, whatever its length.
+    by_token = _learner(tiny_spec).step(samples)
+    assert by_token.loss == pytest.approx(0.0, abs=1e-6)
+    whole = _learner(tiny_spec, loss_aggregation="sequence", micro_batch_size=64)
+    pieces = _learner(tiny_spec, loss_aggregation="sequence", micro_batch_size=3)
+    m_whole, m_pieces = whole.step(samples), pieces.step(samples)
+    assert m_whole.loss == pytest.approx(-float(adv.mean()), abs=1e-5)
+    assert abs(m_whole.loss) > 1e-3
+    assert m_pieces.loss == pytest.approx(m_whole.loss, abs=1e-6)
     for a, b in zip(whole.model.parameters(), pieces.model.parameters(), strict=True):
         assert a.grad is not None and b.grad is not None
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)

@@ -113,6 +113,7 @@ __all__ = [
     "StepData",
     "active_task_types",
     "build_batch",
+    "learnability_solves",
     "step_metrics",
 ]
 
@@ -150,6 +151,14 @@ STATE_DECODER: Final = msgspec.json.Decoder(RunState)
 # --------------------------------------------------------------------------------------------
 
 
+class SolveRecord(msgspec.Struct, kw_only=True):
+    """One trained solver response and its check."""
+
+    rollout: Rollout
+    verdict: Verdict
+    task: SolveTask | None = None
+
+
 class ProposalRecord(msgspec.Struct, kw_only=True):
     """One proposal: its response, its validation and (when valid) its learnability checks."""
 
@@ -159,14 +168,9 @@ class ProposalRecord(msgspec.Struct, kw_only=True):
     bonus: float = 0.0
     """Intrinsic rewards (``rewards.intrinsic``), added when the learnability is positive."""
     request: ProposeRequest | None = None
-
-
-class SolveRecord(msgspec.Struct, kw_only=True):
-    """One trained solver response and its check."""
-
-    rollout: Rollout
-    verdict: Verdict
-    task: SolveTask | None = None
+    solves: list[SolveRecord] = msgspec.field(default_factory=list)
+    """The learnability rollouts themselves, kept when ``selfplay.train_learnability`` trains
+    the solver on them."""
 
 
 class _StageClock(msgspec.Struct):
@@ -241,9 +245,28 @@ def proposal_reward(record: ProposalRecord, rewards: RewardConfig) -> float | No
     return reward + record.bonus if reward > 0 else reward
 
 
-def build_batch(data: StepData, rewards: RewardConfig) -> TrainBatch:
+def learnability_solves(
+    task: SolveTask, rollouts: Sequence[Rollout], verdicts: Sequence[Verdict]
+) -> list[SolveRecord]:
+    """The learnability answers to ``task`` as solver samples (``selfplay.train_learnability``);
+    none when the task's program is a held-out one: the solver never trains on those."""
+    if is_heldout(task.program):
+        return []
+    return [
+        SolveRecord(rollout=r, verdict=v, task=task)
+        for r, v in zip(rollouts, verdicts, strict=True)
+    ]
+
+
+def build_batch(
+    data: StepData, rewards: RewardConfig, *, learnability_solves: bool = False
+) -> TrainBatch:
     """The step's samples, proposer groups first, each group in index order (so the update does
-    not depend on the order verdicts arrived in). Unscorable responses are left out."""
+    not depend on the order verdicts arrived in). Unscorable responses are left out.
+
+    With ``learnability_solves`` the solver group of each type also gets the learnability
+    rollouts of that type's valid proposals (after the sampled solver tasks, in proposal order),
+    each with its own correctness reward: answers the proposer's reward already paid for."""
     samples: list[Sample] = []
     for task_type in ALL_TASK_TYPES:
         for _, record in sorted(data.proposals.get(task_type, {}).items()):
@@ -251,10 +274,12 @@ def build_batch(data: StepData, rewards: RewardConfig) -> TrainBatch:
             if reward is not None and (s := _sample(record.rollout, reward, task_type, "propose")):
                 samples.append(s)
     for task_type in ALL_TASK_TYPES:
-        for _, solved in sorted(data.solves.get(task_type, {}).items()):
-            if solved.verdict.scored and (
-                s := _sample(solved.rollout, solved.verdict.reward, task_type, "solve")
-            ):
+        solved = [r for _, r in sorted(data.solves.get(task_type, {}).items())]
+        if learnability_solves:
+            for _, record in sorted(data.proposals.get(task_type, {}).items()):
+                solved.extend(record.solves)
+        for r in solved:
+            if r.verdict.scored and (s := _sample(r.rollout, r.verdict.reward, task_type, "solve")):
                 samples.append(s)
     return TrainBatch(tuple(samples))
 
@@ -527,7 +552,11 @@ class Coordinator:
                 done = trio.Event()
                 # Sent here, in step order, so that the learner saves step t before it trains
                 # step t + 1 whatever the timing.
-                batch = build_batch(data, self.config.rewards)
+                batch = build_batch(
+                    data,
+                    self.config.rewards,
+                    learnability_solves=self.config.selfplay.train_learnability,
+                )
                 train_waiter = self._expect(("learner", rid := self._request_id()))
                 await self._learner.send(TrainStep(request_id=rid, step=step, batch=batch))
                 save_waiter = None
@@ -880,8 +909,13 @@ class Coordinator:
             learn_clock, checked.work.generation, len(checked.verdicts), checked.seconds
         )
         data.executions = max(data.executions, checked.executions)
-        for j, (index, _) in enumerate(chosen):
-            records[index].learnability = [v.reason for v in checked.verdicts[j * n : (j + 1) * n]]
+        keep = self.config.selfplay.train_learnability
+        for j, (index, task) in enumerate(chosen):
+            verdicts = checked.verdicts[j * n : (j + 1) * n]
+            records[index].learnability = [v.reason for v in verdicts]
+            if keep:
+                rollouts = checked.work.rollouts[j * n : (j + 1) * n]
+                records[index].solves = learnability_solves(task, rollouts, verdicts)
 
     def _bonus(self, task_type: TaskType, verdict: ProposalVerdict) -> float:
         """The intrinsic rewards of a valid deduction or abduction proposal (0 when off)."""

@@ -59,6 +59,11 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       response per prompt, as for solver tasks here, such a group carries no signal). All use
       ``advantage_weighting`` ("token" as the reference implementation,
       or "sequence") and ``advantage_eps`` in the denominator.
+      ``loss_aggregation``: ``"token"`` (the paper's, and the reference implementation's)
+      averages the loss over every response token of the batch, so long responses weigh more;
+      ``"sequence"`` averages each response over its own tokens first and then over the
+      responses, so each sample weighs the same (where proposals are tens of tokens and answers
+      a few, token averaging gives the proposer most of every update).
 
     Execution
       ``micro_batch_size`` samples per forward/backward (gradients accumulate over the batch);
@@ -93,6 +98,7 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     advantage_estimator: Literal["trr++", "reinforce++", "grpo"] = "trr++"
     advantage_weighting: Literal["token", "sequence"] = "token"
     advantage_eps: float = 1e-6
+    loss_aggregation: Literal["token", "sequence"] = "token"
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     entropy_coef: float = 0.0

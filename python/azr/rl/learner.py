@@ -368,9 +368,13 @@ class Learner:
                 per_token = per_token + cfg.kl_coef * kl
             if scores.entropy is not None:
                 per_token = per_token - cfg.entropy_coef * scores.entropy  # (b, R)
-            # Dividing by the whole batch's token count (not the micro-batch's) makes the
-            # accumulated gradient exactly that of the batch's token-mean loss.
-            loss = (per_token * mask).sum() / n_tokens
+            # Dividing by the whole batch's token (or response) count, not the micro-batch's,
+            # makes the accumulated gradient exactly that of the batch's mean loss.
+            if cfg.loss_aggregation == "sequence":
+                per_response = mask / mask.sum(dim=1, keepdim=True).clamp_min(1.0)  # (b, R)
+                loss = (per_token * per_response).sum() / len(samples)
+            else:
+                loss = (per_token * mask).sum() / n_tokens
             if not counted:
                 loss = loss * 0.0
             loss.backward()  # type: ignore[no-untyped-call]
