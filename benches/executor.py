@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import json
+import marshal
 import os
 import resource
 import statistics
@@ -108,8 +109,6 @@ class _ForkServer:
         )
 
     def call(self, code: str, inputs: str) -> bytes:
-        import marshal
-
         assert self.proc.stdin is not None and self.proc.stdout is not None
         job = marshal.dumps((code, inputs))
         self.proc.stdin.write(len(job).to_bytes(4, "little") + job)
