@@ -1,4 +1,5 @@
-"""Intrinsic proposer rewards: complexity and answer diversity, off unless configured."""
+"""Intrinsic proposer rewards: complexity, answer diversity and program-shape novelty, off unless
+configured."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from azr.intrinsic import (
     cognitive_complexity,
     complexity_score,
     diversity_score,
+    program_shape,
     proposal_bonus,
 )
 from azr.rewards import RewardConfig
@@ -85,3 +87,28 @@ def test_a_proposal_bonus_combines_both_scores() -> None:
     both = IntrinsicConfig(complexity=Bonus(coef=1.5, max=1.0), diversity=Bonus(coef=0.5))
     assert proposal_bonus(both, program, "1", counts) == pytest.approx(0.1 + 0.25)
     assert proposal_bonus(both, program, "new", counts) == pytest.approx(0.1 + 0.5)
+
+
+def test_a_shape_ignores_names_and_constants_but_not_structure() -> None:
+    a = "def f(n: int) -> int:\n    if n > 3:\n        return n * 2\n    return n - 1"
+    b = "def g(x):\n    if x > 10:\n        return x * 4\n    return x - 7"
+    c = "def f(n):\n    if n > 3:\n        return n + 2\n    return n - 1"  # + instead of *
+    d = "def f(n):\n    if n > 'a':\n        return n * 2\n    return n - 1"  # str constant
+    assert program_shape(a) == program_shape(b)
+    assert len({program_shape(a), program_shape(c), program_shape(d)}) == 3
+    assert program_shape("def (") == "def ("  # unparsable: its own text, no error
+
+
+def test_novelty_pays_for_a_shape_not_yet_common() -> None:
+    common = "def f(n):\n    return n * 2"
+    rare = "def f(xs):\n    return [v for v in xs if v > 1]"
+    shapes = AnswerCounts()
+    shapes.observe(program_shape(p) for p in [common, "def f(x):\n    return x * 9", rare])
+    config = IntrinsicConfig(novelty=Bonus(coef=0.6, max=1.0))
+    assert config.enabled
+    answers = AnswerCounts()
+    assert proposal_bonus(config, common, "1", answers, shapes) == pytest.approx(0.6 / 3)
+    assert proposal_bonus(config, rare, "1", answers, shapes) == pytest.approx(0.6 * 2 / 3)
+    new = "def f(s):\n    return s.upper()"
+    assert proposal_bonus(config, new, "1", answers, shapes) == pytest.approx(0.6)
+    assert proposal_bonus(config, new, "1", answers) == 0.0  # no shape counts given

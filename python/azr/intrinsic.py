@@ -1,4 +1,5 @@
-"""Optional intrinsic rewards for the proposer: program complexity and answer diversity.
+"""Optional intrinsic rewards for the proposer: program complexity, answer diversity, and
+program-shape novelty.
 
 The authors' code offers bonuses added to the learnability reward of a valid proposal whose
 learnability is positive (``r_propose + sum(bonuses)``, its ``intrinsic_combine_method =
@@ -17,6 +18,13 @@ sum``); every one is off in its reproduction scripts, and off here by default. E
     How surprising the proposal's answer is among the answers of the tasks admitted so far of
     its type (the output of a deduction task, the input of an abduction task, the error of an
     error-prediction task): ``1 - count(answer) / total``, and 1 for an answer never seen.
+``novelty``
+    Not in the authors' code: how surprising the proposed program's *shape* is among the
+    programs admitted so far of its type, ``1 - count(shape) / total``. A shape is the syntax
+    tree with every name and constant replaced by a placeholder of its kind, so ``n * 3`` and
+    ``x * 7`` are one shape. Learnability alone lets a small proposer settle on one shape whose
+    answers the solver half gets (every CPU run did within 30 steps), and the solver then
+    practises one kind of program; this bonus pays for leaving it.
 
 Both are pure functions of text and counts: no trio, no torch.
 """
@@ -36,6 +44,7 @@ __all__ = [
     "cognitive_complexity",
     "complexity_score",
     "diversity_score",
+    "program_shape",
     "proposal_bonus",
 ]
 
@@ -61,10 +70,11 @@ class IntrinsicConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     complexity: Bonus = Bonus()
     diversity: Bonus = Bonus()
+    novelty: Bonus = Bonus()
 
     @property
     def enabled(self) -> bool:
-        return self.complexity.coef > 0 or self.diversity.coef > 0
+        return self.complexity.coef > 0 or self.diversity.coef > 0 or self.novelty.coef > 0
 
 
 def cognitive_complexity(source: str) -> int:
@@ -119,8 +129,30 @@ def complexity_score(source: str) -> float:
     return cognitive_complexity(source) / _COMPLEXITY_SCALE
 
 
+def program_shape(source: str) -> str:
+    """The program's syntax tree with names, arguments and attributes renamed to ``_`` and
+    constants replaced by their type name; the source itself when it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            node.id = "_"
+        elif isinstance(node, ast.arg):
+            node.arg, node.annotation = "_", None
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            node.name, node.returns = "_", None
+        elif isinstance(node, ast.Constant):
+            node.value = type(node.value).__name__
+    try:
+        return ast.dump(tree, annotate_fields=False)
+    except (RecursionError, MemoryError):
+        return source
+
+
 class AnswerCounts:
-    """How often each answer occurred among admitted tasks of one type."""
+    """How often each answer (or program shape) occurred among admitted tasks of one type."""
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
@@ -144,10 +176,18 @@ def diversity_score(count: int, total: int) -> float:
 
 
 def proposal_bonus(
-    config: IntrinsicConfig, program: str, answer: str, counts: AnswerCounts
+    config: IntrinsicConfig,
+    program: str,
+    answer: str,
+    counts: AnswerCounts,
+    shapes: AnswerCounts | None = None,
 ) -> float:
-    """The bonuses of one valid proposal: its program's complexity and how surprising its answer
-    is among ``counts`` (the answers of admitted tasks of its type); 0 when both are off."""
+    """The bonuses of one valid proposal: its program's complexity, how surprising its answer is
+    among ``counts`` (the answers of admitted tasks of its type) and its shape among ``shapes``
+    (the shapes of those tasks' programs); 0 when all are off."""
     if not config.enabled:
         return 0.0
-    return config.complexity(complexity_score(program)) + config.diversity(counts.surprise(answer))
+    bonus = config.complexity(complexity_score(program)) + config.diversity(counts.surprise(answer))
+    if config.novelty.coef > 0 and shapes is not None:
+        bonus += config.novelty(shapes.surprise(program_shape(program)))
+    return bonus

@@ -85,7 +85,7 @@ from azr.actors.messages import (
 )
 from azr.config import Config
 from azr.eval.heldout import heldout_metrics, is_heldout
-from azr.intrinsic import AnswerCounts, proposal_bonus
+from azr.intrinsic import AnswerCounts, program_shape, proposal_bonus
 from azr.rewards import RewardConfig, propose_reward, solve_rate
 from azr.rl.batch import Sample, TrainBatch
 from azr.rl.batch import TaskType as TaskName
@@ -470,6 +470,7 @@ class Coordinator:
         self._executions = 0
         # Answers of the admitted tasks, for the diversity bonus (rebuilt from nothing on resume).
         self._answers = {t: AnswerCounts() for t in ALL_TASK_TYPES}
+        self._shapes = {t: AnswerCounts() for t in ALL_TASK_TYPES}
         self._types = active_task_types(config)
         self._eval_tasks = tuple(eval_tasks)
         self._step_seconds: list[float] = []
@@ -774,6 +775,8 @@ class Coordinator:
         admitted = await self._ask_buffer(request, TasksAdmitted)
         for t in _TRIPLET_TYPES:
             self._answers[t].observe(_answer(t, x) for x in triplets[t])
+            if self.config.rewards.intrinsic.novelty.coef > 0:
+                self._shapes[t].observe(program_shape(x.program) for x in triplets[t])
         counts = (
             admitted.deduction,
             admitted.abduction,
@@ -927,6 +930,7 @@ class Coordinator:
             triplet.program,
             _answer(task_type, triplet),
             self._answers[task_type],
+            self._shapes[task_type],
         )
 
     async def _dispatch_solves(
