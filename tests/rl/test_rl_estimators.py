@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 import torch
 
 from azr.errors import ConfigError
-from azr.rl import LearnerConfig, trr_advantages
+from azr.models import TinyModelSpec, load_model
+from azr.rl import GROUP_NAMES, ROLES, TASK_TYPES, Learner, LearnerConfig, Sample, trr_advantages
 from azr.rl.advantages import baseline_groups
 
 REWARDS = torch.tensor([1.0, -1.0, 0.5, 0.5, -0.5, 1.0])
@@ -44,9 +46,41 @@ def test_grpo_groups_responses_to_the_same_prompt() -> None:
 
 def test_the_estimator_is_a_validated_setting() -> None:
     assert LearnerConfig().advantage_estimator == "trr++"
-    import msgspec
-
     with pytest.raises((msgspec.ValidationError, ConfigError)):
         msgspec.convert({"advantage_estimator": "ppo"}, LearnerConfig)
     with pytest.raises(ValueError, match="unknown advantage estimator"):
         baseline_groups("ppo", [0], [(1,)])  # type: ignore[arg-type]
+
+
+def test_a_grpo_step_with_more_prompts_than_task_groups_reports_per_task_group(
+    tiny_spec: TinyModelSpec,
+) -> None:
+    # A self-play batch has hundreds of distinct prompts; GRPO's baseline groups are prompts,
+    # but the rewards are still reported per (task type x role) group. The first version indexed
+    # the group names with prompt ids and failed the learner on such a batch.
+    model, tok = load_model(None, spec=tiny_spec, seed=0)
+    learner = Learner(model, tok, LearnerConfig.tiny_cpu(advantage_estimator="grpo"))
+    samples = []
+    for i in range(12):  # 12 prompts > 6 group names, two answers each
+        prompt = tuple(tok.encode(f"<|user|>task {i}<|assistant|>"))
+        for j in range(2):
+            samples.append(
+                Sample(
+                    prompt_ids=prompt,
+                    response_ids=tuple(tok.encode("ab"[j] * 3)),
+                    old_logprobs=(0.0,) * 3,
+                    reward=float(j),
+                    task=TASK_TYPES[i % 3],
+                    role=ROLES[i % 2],
+                    weight_version=0,
+                )
+            )
+    logprobs = learner.compute_logprobs(samples)
+    samples = [
+        msgspec.structs.replace(s, old_logprobs=tuple(lp))
+        for s, lp in zip(samples, logprobs, strict=True)
+    ]
+    metrics = learner.step(samples)
+    assert metrics.samples == 24 and metrics.grad_norm > 0
+    assert set(metrics.reward_mean) == set(GROUP_NAMES[:6])
+    assert all(v == 0.5 for v in metrics.reward_mean.values())

@@ -410,8 +410,11 @@ class Learner:
 
         reward_mean: dict[str, float] = {}
         reward_std: dict[str, float] = {}
-        for g in sorted(set(groups.tolist())):
-            r = rewards[groups == g].double()
+        # Reported per (task type x role) group whatever the baseline groups were: under GRPO
+        # those are prompts, hundreds per step.
+        task_groups = torch.tensor([s.group for s in samples], dtype=torch.long)  # (N,)
+        for g in sorted(set(task_groups.tolist())):
+            r = rewards[task_groups == g].double()
             reward_mean[GROUP_NAMES[g]] = float(r.mean())
             reward_std[GROUP_NAMES[g]] = float(r.std(correction=0))
         seconds = time.perf_counter() - t0
