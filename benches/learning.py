@@ -9,7 +9,13 @@ by at least 10 points within 10 minutes per run on 2 cores; validity at the end 
 twice its start; TRR++ is not worse than REINFORCE++.
 
     python benches/learning.py [--steps 20] [--seeds 0 1 2] [--estimators trr++ reinforce++]
-                               [--set key=value ...] [--keep DIR]
+                               [--set key=value ...] [--keep DIR] [--oracle-buffers]
+
+``--oracle-buffers`` is a diagnostic, not self-play: the buffers start with one task per type
+for each of about 1,500 programs of the base's own generator (another seed; held-out programs
+left out), and the solver draws its tasks from all of them (``selfplay.recent_fraction=0``),
+as if the proposer wrote exactly the held-out distribution. What the solver gains then bounds
+what a better proposer could add.
 """
 
 from __future__ import annotations
@@ -72,6 +78,50 @@ def run_once(
     }
 
 
+ORACLE_SEED = 424_242
+
+
+def write_oracle_seed_file(path: Path, draws: int = 4000) -> int:
+    """A seed file of generator tasks (:mod:`azr.seeds` format): per program one deduction and one
+    abduction triplet and an induction task showing two pairs and hiding two; the held-out
+    programs are left out. Returns the number of programs."""
+    from azr.eval.heldout import heldout_hashes
+    from azr.pretrain.programs import generate, program_hash
+    from azr.seeds import SeedFile, write_seed_file
+    from azr.tasks.types import InductionTask, IOPair
+    from azr.verify import Verifier
+
+    held_out, seen, programs = heldout_hashes(), set(), []
+    for p in generate(ORACLE_SEED, draws):
+        h = program_hash(p.program)
+        if h not in held_out and h not in seen:
+            seen.add(h)
+            programs.append(p)
+    flat = [(p, i) for p in programs for i in p.inputs]
+    with Verifier() as verifier:
+        checked = verifier.validate_batch([p.program for p, _ in flat], [i for _, i in flat])
+    by_program: dict[str, list[Any]] = {}
+    for (p, _), v in zip(flat, checked, strict=True):
+        if v.valid and v.triplet is not None:
+            by_program.setdefault(p.program, []).append(v.triplet)
+    messages = {p.program: p.message for p in programs}
+    deduction, abduction, induction = [], [], []
+    for program, ts in by_program.items():
+        if len(ts) < 4:
+            continue
+        deduction.append(ts[0])
+        abduction.append(ts[1])
+        pairs = [IOPair(t.input, t.output) for t in ts[:4]]
+        induction.append(
+            InductionTask(program, messages[program], tuple(pairs[:2]), tuple(pairs[2:]))
+        )
+    seeds = SeedFile(
+        deduction=tuple(deduction), abduction=tuple(abduction), induction=tuple(induction)
+    )
+    write_seed_file(path, seeds)
+    return len(deduction)
+
+
 def _fmt(values: Sequence[float], pct: bool = True) -> str:
     scale = 100 if pct else 1
     mean = statistics.fmean(values) * scale
@@ -85,9 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--estimators", nargs="+", default=["trr++", "reinforce++"])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--keep", metavar="DIR", help="keep the run directories here")
+    parser.add_argument(
+        "--oracle-buffers", action="store_true", help="start from generator tasks (diagnostic)"
+    )
     args = parser.parse_args(argv)
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="azr-learning-"))
+    if args.oracle_buffers:
+        seed_file = root / "oracle-seed.json"
+        count = write_oracle_seed_file(seed_file)
+        print(f"oracle buffers: {count} generator programs per type in {seed_file}", flush=True)
+        args.overrides += [f"selfplay.seed_file={seed_file}", "selfplay.recent_fraction=0"]
     results: dict[str, list[dict[str, Any]]] = {}
     for estimator in args.estimators:
         for seed in args.seeds:

@@ -76,17 +76,18 @@ RECIPES: Final[dict[str, Recipe]] = {
     # Most of the corpus is solver conversations and asserts (answers are a few tokens each, so
     # they are what the model reads its prompt for), with one-line copy-and-transform programs
     # among them; proposer conversations for every third program; eight standard-library
-    # modules. The prompt is trained on at a quarter weight. One epoch of short rows.
+    # modules. Four solver turns per program and type. The prompt is trained on at a quarter
+    # weight. One and a half epochs of short rows.
     "cpu-base": Recipe(
         name="cpu-base",
         corpus=CorpusSpec(
             programs=2400,
-            solve_per_program=2,
+            solve_per_program=4,
             propose_every=3,
             warmup_programs=600,
             stdlib_modules=(*STDLIB_MODULES[:7], "functools.py"),
         ),
-        train=TrainSpec(seq_len=256, batch_rows=16, epochs=1.0, context_weight=0.25),
+        train=TrainSpec(seq_len=256, batch_rows=16, epochs=1.5, context_weight=0.25),
     ),
     # A few steps of the same pipeline, for tests of the machinery itself.
     "smoke": Recipe(
