@@ -32,6 +32,7 @@ Both are pure functions of text and counts: no trio, no torch.
 from __future__ import annotations
 
 import ast
+import functools
 from collections import Counter
 from collections.abc import Iterable
 
@@ -129,9 +130,13 @@ def complexity_score(source: str) -> float:
     return cognitive_complexity(source) / _COMPLEXITY_SCALE
 
 
+@functools.lru_cache(maxsize=4096)
 def program_shape(source: str) -> str:
     """The program's syntax tree with names, arguments and attributes renamed to ``_`` and
-    constants replaced by their type name; the source itself when it does not parse."""
+    constants replaced by their type name; the source itself when it does not parse.
+
+    Cached: the coordinator asks for a proposal's shape twice, when it scores the proposal and
+    when it admits it to the buffer."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):

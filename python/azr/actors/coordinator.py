@@ -468,7 +468,8 @@ class Coordinator:
         self._next_request = 0
         self._last_checkpoint: str | None = None
         self._executions = 0
-        # Answers of the admitted tasks, for the diversity bonus (rebuilt from nothing on resume).
+        # Answers and program shapes of the admitted tasks, for the diversity and novelty
+        # bonuses (rebuilt from nothing on resume).
         self._answers = {t: AnswerCounts() for t in ALL_TASK_TYPES}
         self._shapes = {t: AnswerCounts() for t in ALL_TASK_TYPES}
         self._types = active_task_types(config)
