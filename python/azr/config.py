@@ -530,6 +530,7 @@ def _paper() -> dict[str, Any]:
             "kl_coef": 0.0,
             "entropy_coef": 0.001,
             "advantage_weighting": "token",
+            "update_epochs": 1,
             # Sized for Qwen2.5-7B and -14B on 8 x 80 GB learner GPUs (`azr plan`, README):
             # with 8096-token responses the logits of a micro-batch dominate the activations.
             "micro_batch_size": 2,

@@ -125,6 +125,29 @@ def test_micro_batching_does_not_change_the_update(tiny_spec: TinyModelSpec) -> 
         assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-7)
 
 
+def test_update_epochs_are_optimiser_steps_on_the_same_batch(tiny_spec: TinyModelSpec) -> None:
+    """Three epochs on one batch move the weights exactly as three one-epoch steps on it would
+    (pi_old is the sampling policy throughout), but count as one version of the policy."""
+    probe = _learner(tiny_spec)
+    samples = _rollout(probe, SamplingParams(n=2, max_new_tokens=6, seed=4), reward_fn=True)
+    epochs = _learner(tiny_spec, update_epochs=3, lr=3e-2)
+    repeated = _learner(tiny_spec, lr=3e-2)
+    metrics = epochs.step(samples)
+    singles = [repeated.step(samples) for _ in range(3)]
+    for a, b in zip(epochs.model.parameters(), repeated.model.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert metrics.step == epochs.step_count == epochs.weight_version == 1
+    assert repeated.step_count == 3
+    # First-epoch numbers are the on-policy ones; the clip and ratio figures cover all epochs.
+    assert metrics.loss == pytest.approx(singles[0].loss, abs=1e-6)
+    assert metrics.grad_norm == pytest.approx(singles[0].grad_norm, rel=1e-5)
+    assert metrics.ratio_max_dev == pytest.approx(max(m.ratio_max_dev for m in singles), rel=1e-4)
+    assert metrics.ratio_max_dev > 0.05  # the later epochs really were off-policy
+    assert metrics.clip_frac == pytest.approx(sum(m.clip_frac for m in singles) / 3, abs=1e-6)
+    with pytest.raises(ConfigError, match="update_epochs"):
+        LearnerConfig(update_epochs=0)
+
+
 def test_sequence_aggregation_weighs_every_response_the_same(tiny_spec: TinyModelSpec) -> None:
     probe = _learner(tiny_spec)
     drawn = _rollout(probe, SamplingParams(n=2, max_new_tokens=8, seed=3), reward_fn=True)

@@ -64,6 +64,10 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       ``"sequence"`` averages each response over its own tokens first and then over the
       responses, so each sample weighs the same (where proposals are tens of tokens and answers
       a few, token averaging gives the proposer most of every update).
+      ``update_epochs``: optimiser steps per batch (PPO epochs; the paper takes 1). Each later
+      epoch reuses the batch's samples and advantages against the same ``pi_old``, so the ratio
+      clip bounds how far one batch can move the policy; the policy's version still counts
+      batches, one per learner step.
 
     Execution
       ``micro_batch_size`` samples per forward/backward (gradients accumulate over the batch);
@@ -99,6 +103,7 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     advantage_weighting: Literal["token", "sequence"] = "token"
     advantage_eps: float = 1e-6
     loss_aggregation: Literal["token", "sequence"] = "token"
+    update_epochs: int = 1
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     entropy_coef: float = 0.0
@@ -121,6 +126,7 @@ class LearnerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             (0 < self.clip_low < 1, "clip_low must be in (0, 1)"),
             (self.clip_high > 0, "clip_high must be > 0"),
             (self.advantage_eps > 0, "advantage_eps must be > 0"),
+            (self.update_epochs >= 1, "update_epochs must be >= 1"),
             (self.kl_coef >= 0, "kl_coef must be >= 0"),
             (self.entropy_coef >= 0, "entropy_coef must be >= 0"),
             (self.micro_batch_size >= 1, "micro_batch_size must be >= 1"),

@@ -1,8 +1,9 @@
-"""The policy learner: one clipped policy-gradient step per batch of self-play samples.
+"""The policy learner: clipped policy-gradient steps on each batch of self-play samples.
 
 Per step: TRR++ advantages over the batch (six task-type x role groups), each sample's advantage
 broadcast to its response tokens, a PPO-style clipped ratio against the generator's logprobs,
-token-mean over the whole batch, gradient accumulation over micro-batches, clipping, AdamW.
+token-mean over the whole batch, gradient accumulation over micro-batches, clipping, AdamW;
+``update_epochs`` times over the same batch (once, as in the paper, by default).
 
 Batch layout. Each micro-batch is ``[left padding][prompt][response][right padding]``: prompts
 are left-padded to end in the same column, so all response positions are the last ``R + 1``
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import random
 import time
@@ -51,8 +53,10 @@ _REFERENCE_DIR = "reference"
 
 
 class StepMetrics(msgspec.Struct, frozen=True):
-    """What one optimiser step did.
+    """What one learner step (``update_epochs`` optimiser steps on one batch) did.
 
+    ``loss``, ``pg_loss``, ``kl``, ``entropy``, ``grad_norm`` and ``total_tokens`` are those of
+    the first epoch (the on-policy objective); ``clip_frac`` and the ratios cover every epoch.
     ``loss`` is the full objective (policy + KL - entropy terms), token-mean over the batch.
     ``kl`` is the KL estimate to the reference policy (0 when disabled) and ``entropy`` the mean
     per-token entropy of the current policy, computed only when the entropy bonus is on (None
@@ -60,8 +64,9 @@ class StepMetrics(msgspec.Struct, frozen=True):
     fraction of response tokens whose gradient the ratio clip removed; ``ratio_mean`` and
     ``ratio_max_dev`` describe ``pi / pi_old`` over response tokens (``ratio_max_dev`` =
     max |ratio - 1|, 0 for a fully on-policy batch up to rounding). ``grad_norm`` is before
-    clipping; a non-finite one skips the update (``skipped``). ``tokens`` counts response
-    tokens trained on; ``tokens_per_s`` counts every non-padding token the step processed
+    clipping; a non-finite one skips the update (``skipped``; in a later epoch it ends the step
+    early, keeping the epochs before it). ``tokens`` counts response tokens trained on;
+    ``tokens_per_s`` counts every non-padding token the step processed, each epoch's
     (prompts included) per second of wall time. ``reward_mean``/``reward_std`` are per group
     present in the batch, keyed like ``"deduction.propose"``. With ``old_logprobs =
     "learner"``, ``old_logprob_diff_mean``/``_max`` are the mean and max absolute difference
@@ -111,6 +116,13 @@ class _MicroBatch:
     advantages: torch.Tensor  # (b, R) per-sample advantage broadcast over its tokens
     response_len: int  # R
     total_tokens: int  # non-padding tokens in input_ids
+
+
+@dataclass(frozen=True, slots=True)
+class _EpochSums:
+    values: dict[str, float]  # loss, pg, kl, entropy, clipped, ratio: sums over response tokens
+    total_tokens: int
+    ratio_max_dev: float
 
 
 def _collate(
@@ -342,6 +354,69 @@ class Learner:
         )  # (N,)
 
         self.model.train()
+        # Each epoch is one optimiser step over the whole batch. pi_old stays the sampling
+        # policy, so from the second epoch on the ratio clip is what bounds the move.
+        lr = float(self.scheduler.get_last_lr()[0])
+        epochs: list[_EpochSums] = []
+        grad_norm = 0.0
+        for epoch in range(cfg.update_epochs):
+            epochs.append(self._accumulate(samples, advantages, n_tokens))
+            norm = distributed.to_float(
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            )
+            grad_norm = norm if epoch == 0 else grad_norm
+            if not math.isfinite(norm):
+                # A non-finite gradient would destroy the weights: drop this update and the
+                # epochs after it.
+                self.optimizer.zero_grad(set_to_none=True)
+                break
+            self.optimizer.step()
+        # Skipped only when nothing was applied: a later epoch's failure keeps the earlier ones.
+        skipped = not math.isfinite(grad_norm)
+        if not skipped:
+            self.scheduler.step()
+            self.step_count += 1
+        first = epochs[0]
+        epoch_tokens = n_tokens * len(epochs)
+
+        reward_mean: dict[str, float] = {}
+        reward_std: dict[str, float] = {}
+        # Reported per (task type x role) group whatever the baseline groups were: under GRPO
+        # those are prompts, hundreds per step.
+        task_groups = torch.tensor([s.group for s in samples], dtype=torch.long)  # (N,)
+        for g in sorted(set(task_groups.tolist())):
+            r = rewards[task_groups == g].double()
+            reward_mean[GROUP_NAMES[g]] = float(r.mean())
+            reward_std[GROUP_NAMES[g]] = float(r.std(correction=0))
+        seconds = time.perf_counter() - t0
+        return StepMetrics(
+            step=self.step_count,
+            loss=first.values["loss"],
+            pg_loss=first.values["pg"] / n_tokens,
+            kl=first.values["kl"] / n_tokens,
+            entropy=first.values["entropy"] / n_tokens if cfg.entropy_coef > 0 else None,
+            clip_frac=sum(e.values["clipped"] for e in epochs) / epoch_tokens,
+            ratio_mean=sum(e.values["ratio"] for e in epochs) / epoch_tokens,
+            ratio_max_dev=max(e.ratio_max_dev for e in epochs),
+            grad_norm=grad_norm,
+            lr=lr,
+            samples=len(samples),
+            tokens=n_tokens,
+            total_tokens=first.total_tokens,
+            seconds=seconds,
+            tokens_per_s=first.total_tokens * len(epochs) / seconds if seconds > 0 else 0.0,
+            skipped=skipped,
+            reward_mean=reward_mean,
+            reward_std=reward_std,
+            old_logprob_diff_mean=drift.mean_abs if drift is not None else None,
+            old_logprob_diff_max=drift.max_abs if drift is not None else None,
+        )
+
+    def _accumulate(
+        self, samples: Sequence[Sample], advantages: torch.Tensor, n_tokens: int
+    ) -> _EpochSums:
+        """Zero the gradients and accumulate the batch's loss gradient over its micro-batches."""
+        cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         sums = {"loss": 0.0, "pg": 0.0, "kl": 0.0, "entropy": 0.0, "clipped": 0.0, "ratio": 0.0}
         ratio_max_dev = 0.0
@@ -395,51 +470,7 @@ class Learner:
         sums, total_tokens, ratio_max_dev = distributed.reduce_step_sums(
             self.group, sums, total_tokens, ratio_max_dev
         )
-        grad_norm = distributed.to_float(
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        )
-        lr = float(self.scheduler.get_last_lr()[0])
-        skipped = not torch.isfinite(torch.tensor(grad_norm)).item()
-        if skipped:
-            # A non-finite gradient would destroy the weights; drop this update entirely.
-            self.optimizer.zero_grad(set_to_none=True)
-        else:
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step_count += 1
-
-        reward_mean: dict[str, float] = {}
-        reward_std: dict[str, float] = {}
-        # Reported per (task type x role) group whatever the baseline groups were: under GRPO
-        # those are prompts, hundreds per step.
-        task_groups = torch.tensor([s.group for s in samples], dtype=torch.long)  # (N,)
-        for g in sorted(set(task_groups.tolist())):
-            r = rewards[task_groups == g].double()
-            reward_mean[GROUP_NAMES[g]] = float(r.mean())
-            reward_std[GROUP_NAMES[g]] = float(r.std(correction=0))
-        seconds = time.perf_counter() - t0
-        return StepMetrics(
-            step=self.step_count,
-            loss=sums["loss"],
-            pg_loss=sums["pg"] / n_tokens,
-            kl=sums["kl"] / n_tokens,
-            entropy=sums["entropy"] / n_tokens if cfg.entropy_coef > 0 else None,
-            clip_frac=sums["clipped"] / n_tokens,
-            ratio_mean=sums["ratio"] / n_tokens,
-            ratio_max_dev=ratio_max_dev,
-            grad_norm=grad_norm,
-            lr=lr,
-            samples=len(samples),
-            tokens=n_tokens,
-            total_tokens=total_tokens,
-            seconds=seconds,
-            tokens_per_s=total_tokens / seconds if seconds > 0 else 0.0,
-            skipped=skipped,
-            reward_mean=reward_mean,
-            reward_std=reward_std,
-            old_logprob_diff_mean=drift.mean_abs if drift is not None else None,
-            old_logprob_diff_max=drift.max_abs if drift is not None else None,
-        )
+        return _EpochSums(sums, total_tokens, ratio_max_dev)
 
     @torch.no_grad()
     def compute_logprobs(self, samples: Sequence[Sample]) -> list[list[float]]:
