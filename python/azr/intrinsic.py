@@ -34,13 +34,14 @@ from __future__ import annotations
 import ast
 import functools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
 __all__ = [
     "AnswerCounts",
     "Bonus",
+    "CountsState",
     "IntrinsicConfig",
     "cognitive_complexity",
     "complexity_score",
@@ -159,8 +160,12 @@ def program_shape(source: str) -> str:
 class AnswerCounts:
     """How often each answer (or program shape) occurred among admitted tasks of one type."""
 
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
+    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
+        self._counts: Counter[str] = Counter(counts or {})
+
+    def as_dict(self) -> dict[str, int]:
+        """A copy of the counts (what a checkpoint stores)."""
+        return dict(self._counts)
 
     def observe(self, answers: Iterable[str]) -> None:
         self._counts.update(answers)
@@ -171,6 +176,18 @@ class AnswerCounts:
 
     def surprise(self, answer: str) -> float:
         return diversity_score(self._counts.get(answer, 0), self.total)
+
+
+class CountsState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The counts behind the diversity and novelty bonuses, as a checkpoint stores them: per
+    task type name, each answer (``answers``) or program shape (``shapes``) with its count.
+
+    Stored because the buffers cannot give them back: a proposal that was a duplicate of a
+    buffered task counts here but never entered the buffer.
+    """
+
+    answers: dict[str, dict[str, int]] = {}
+    shapes: dict[str, dict[str, int]] = {}
 
 
 def diversity_score(count: int, total: int) -> float:

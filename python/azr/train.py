@@ -38,7 +38,7 @@ import trio
 
 from azr.actors._common import ANSWER_STOP, PromptFormat, Template
 from azr.actors.buffer import BufferActor, load_buffers
-from azr.actors.coordinator import STATE_DECODER, Coordinator, RunState
+from azr.actors.coordinator import STATE_DECODER, Coordinator, RunState, seed_counts
 from azr.actors.learner import LEARNER_DIR, LearnerActor, WeightSync
 from azr.actors.messages import (
     CONFIG_FILE,
@@ -515,6 +515,7 @@ async def _train(
             # settings this one cannot load.
             raise CheckpointError(f"{resumed.path.name} cannot be loaded: {exc}") from None
         start_step, seeded = resumed.state.step, resumed.state.seeded
+        counts = resumed.state.counts
     else:
         model = config.model
         model_path = model.path
@@ -530,8 +531,10 @@ async def _train(
         )
         rng = random.Random(run.seed)
         buffers = Buffers(rng, capacity=config.selfplay.buffer_capacity)
+        counts = None
         if config.selfplay.seed_file is not None:
             await trio.to_thread.run_sync(_load_seed_file, config, buffers)
+            counts = seed_counts(config, buffers)
         start_step, seeded = 0, False
 
     eval_tasks: tuple[Any, ...] = ()
@@ -653,6 +656,7 @@ async def _train(
                     reports=reports,
                     start_step=start_step,
                     seeded=seeded,
+                    counts=counts,
                     config_json=config_json,
                     evaluate=evaluate,
                     eval_tasks=eval_tasks,

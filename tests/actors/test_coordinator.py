@@ -8,26 +8,34 @@ invalid proposals, right and wrong answers and learnability rates all occur.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from azr.actors.buffer import rng_state
 from azr.actors.coordinator import (
+    STATE_DECODER,
+    STATE_ENCODER,
     TASK_TYPES,
     ProposalRecord,
+    RunState,
     SolveRecord,
     StepData,
     build_batch,
     learnability_solves,
     proposal_reward,
+    seed_counts,
     step_metrics,
 )
 from azr.actors.messages import ProposalVerdict, Rollout
+from azr.buffer import Buffers
+from azr.config import load_config
 from azr.models import Tokenizer
 from azr.rewards import RewardConfig
 from azr.runtime import ActorFailed
-from azr.tasks import SEED_TRIPLET, DeductionTask, Reason, TaskType
+from azr.tasks import SEED_TRIPLET, DeductionTask, Reason, TaskType, Triplet
 from azr.train import train_async
 from azr.verify import Verdict
 
@@ -264,3 +272,30 @@ def test_error_prediction_samples_go_to_their_own_two_groups() -> None:
     groups = {GROUP_NAMES[s.group] for s in samples}
     assert groups == {"error_prediction.propose", "error_prediction.solve"}
     assert len(GROUP_NAMES) == 8 and group_index("deduction", "propose") == 0
+
+
+def test_seed_file_tasks_start_the_bonus_counts_and_the_counts_travel_in_the_state() -> None:
+    buffers = Buffers(random.Random(0))
+    loaded = [
+        Triplet("def f(n):\n    return n * 3", "2", "6"),
+        Triplet("def f(x):\n    return x * 7", "1", "7"),
+        Triplet("def f(s):\n    return s[::-1]", "'ab'", "'ba'"),
+    ]
+    buffers.deduction.extend(loaded)
+    buffers.abduction.extend(loaded[:1])
+    config = load_config(preset="cpu-base")
+    assert config.rewards.intrinsic.novelty.coef > 0
+    counts = seed_counts(config, buffers)
+    # The built-in identity triplet is not counted; the loaded ones are, by answer and shape.
+    assert counts.answers == {"deduction": {"6": 1, "7": 1, "'ba'": 1}, "abduction": {"2": 1}}
+    assert sorted(counts.shapes["deduction"].values()) == [1, 2]  # n * 3 and x * 7: one shape
+    assert sum(counts.shapes["abduction"].values()) == 1
+    off = load_config(preset="cpu-base", overrides=["rewards.intrinsic.novelty.coef=0"])
+    assert seed_counts(off, buffers).shapes == {}
+
+    state = RunState(step=3, seeded=True, buffer_rng=rng_state(random.Random(0)), counts=counts)
+    assert STATE_DECODER.decode(STATE_ENCODER.encode(state)).counts == counts
+    # A checkpoint written before the counts were stored still loads (they start empty).
+    old = json.loads(STATE_ENCODER.encode(state))
+    del old["counts"]
+    assert STATE_DECODER.decode(json.dumps(old).encode()).counts is None

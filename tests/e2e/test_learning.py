@@ -26,31 +26,38 @@ from azr.train import train
 pytest.importorskip("azr._executor", reason="the compiled executor is not built")
 
 STEPS = 6
+# Keys that depend on wall-clock time or on the machine's load, not on the run.
+TIMING = ("time/", "actor/", "mailbox/", "executor/executions_per_s")
+TIMING_KEYS = {"time", "gen/tokens_per_s", "learner/tokens_per_s", "checkpoint"}
 
 
 def _records(output: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    tmp_path = tmp_path_factory.mktemp("learning")
+def _train(output: Path, steps: int, *, resume: bool = False) -> tuple[Any, str]:
     config = load_config(
         preset="cpu-base",
         overrides=[
-            f"run.steps={STEPS}",
+            f"run.steps={steps}",
             f"run.eval_every={STEPS}",
             "run.time_limit_s=null",
             "run.curves=true",
             "run.progress=false",
-            f"run.output_dir={tmp_path}",
-            f"run.checkpoint_every={STEPS}",
+            f"run.output_dir={output}",
+            f"run.checkpoint_every={STEPS // 2}",
         ],
     )
     console = io.StringIO()
-    result = train(config, console=console)
+    return train(config, resume=resume, console=console), console.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp_path = tmp_path_factory.mktemp("learning")
+    result, text = _train(tmp_path, STEPS)
     assert result.completed and result.last_step == STEPS
-    return tmp_path, console.getvalue()
+    return tmp_path, text
 
 
 def test_held_out_accuracy_rises(run: tuple[Path, str]) -> None:
@@ -83,3 +90,28 @@ def test_self_play_from_the_base_runs_evaluates_and_reports(run: tuple[Path, str
     assert {(s["task_type"], s["role"]) for s in samples} >= {
         (t, r) for t in ("deduction", "abduction", "induction") for r in ("propose", "solve")
     }
+
+
+def test_a_resumed_run_keeps_the_novelty_and_diversity_counts(
+    run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The preset's program-shape bonus depends on every proposal admitted so far: stopped
+    halfway and resumed, the run must go on exactly as the uninterrupted one (the counts travel
+    in the checkpoint; the buffers alone cannot give them back)."""
+    first, _ = _train(tmp_path, STEPS // 2)
+    assert first.completed
+    resumed, _ = _train(tmp_path, STEPS, resume=True)
+    assert resumed.completed and resumed.last_step == STEPS
+
+    def deterministic(record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: v for k, v in record.items() if not k.startswith(TIMING) and k not in TIMING_KEYS
+        }
+
+    whole = {r["step"]: deterministic(r) for r in _records(run[0])}
+    pieces = {r["step"]: deterministic(r) for r in _records(tmp_path)}
+    assert whole.keys() == pieces.keys() == set(range(STEPS + 1))
+    later = range(STEPS // 2 + 1, STEPS + 1)
+    assert any(whole[s]["propose/deduction/valid"] > 0 for s in later)
+    for step in later:
+        assert pieces[step] == whole[step], step

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Final, TypeVar
 
@@ -83,9 +84,10 @@ from azr.actors.messages import (
     TrainStep,
     WorkId,
 )
+from azr.buffer import Buffers
 from azr.config import Config
 from azr.eval.heldout import heldout_metrics, is_heldout
-from azr.intrinsic import AnswerCounts, program_shape, proposal_bonus
+from azr.intrinsic import AnswerCounts, CountsState, program_shape, proposal_bonus
 from azr.rewards import RewardConfig, propose_reward, solve_rate
 from azr.rl.batch import Sample, TrainBatch
 from azr.rl.batch import TaskType as TaskName
@@ -114,6 +116,7 @@ __all__ = [
     "active_task_types",
     "build_batch",
     "learnability_solves",
+    "seed_counts",
     "step_metrics",
 ]
 
@@ -140,6 +143,8 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     step: int
     seeded: bool
     buffer_rng: RngState
+    # None in checkpoints from before the counts were stored: such a resume starts them empty.
+    counts: CountsState | None = None
 
 
 STATE_ENCODER: Final = msgspec.json.Encoder()
@@ -206,6 +211,7 @@ class StepData(msgspec.Struct, kw_only=True):
     admitted: dict[TaskType, int] = msgspec.field(default_factory=dict)
     buffers: BufferState | None = None
     snapshot: BuffersSnapshot | None = None
+    counts: CountsState | None = None  # taken with the snapshot
     executions: int = 0
     started: float = msgspec.field(default_factory=time.perf_counter)
     rollout_seconds: float = 0.0
@@ -384,6 +390,23 @@ def _answer(task_type: TaskType, triplet: Triplet) -> str:
     return triplet.input if task_type is TaskType.ABDUCTION else triplet.output
 
 
+def seed_counts(config: Config, buffers: Buffers) -> CountsState:
+    """The diversity and novelty counts of the tasks a seed file put into ``buffers`` (the
+    built-in seed triplets left out), as if they had been admitted before step 1."""
+    answers: dict[str, dict[str, int]] = {}
+    shapes: dict[str, dict[str, int]] = {}
+    for t in _TRIPLET_TYPES:
+        buffer = buffers.triplets(t)
+        builtin = set(buffer.seeds)
+        loaded = [x for x in buffer if x not in builtin]
+        if not loaded:
+            continue
+        answers[t.value] = dict(Counter(_answer(t, x) for x in loaded))
+        if config.rewards.intrinsic.novelty.coef > 0:
+            shapes[t.value] = dict(Counter(program_shape(x.program) for x in loaded))
+    return CountsState(answers=answers, shapes=shapes)
+
+
 def _solve_task(task_type: TaskType, verdict: ProposalVerdict) -> SolveTask | None:
     if task_type is TaskType.INDUCTION:
         return verdict.induction
@@ -448,6 +471,7 @@ class Coordinator:
         reports: Mailbox[Report],
         start_step: int = 0,
         seeded: bool = False,
+        counts: CountsState | None = None,
         config_json: bytes = b"{}",
         evaluate: Callable[[int], Awaitable[dict[str, float]]] | None = None,
         eval_tasks: Sequence[SolveTask] = (),
@@ -469,9 +493,10 @@ class Coordinator:
         self._last_checkpoint: str | None = None
         self._executions = 0
         # Answers and program shapes of the admitted tasks, for the diversity and novelty
-        # bonuses (rebuilt from nothing on resume).
-        self._answers = {t: AnswerCounts() for t in ALL_TASK_TYPES}
-        self._shapes = {t: AnswerCounts() for t in ALL_TASK_TYPES}
+        # bonuses; a checkpoint stores them with the buffers.
+        counts = counts or CountsState()
+        self._answers = {t: AnswerCounts(counts.answers.get(t.value)) for t in ALL_TASK_TYPES}
+        self._shapes = {t: AnswerCounts(counts.shapes.get(t.value)) for t in ALL_TASK_TYPES}
         self._types = active_task_types(config)
         self._eval_tasks = tuple(eval_tasks)
         self._step_seconds: list[float] = []
@@ -564,7 +589,7 @@ class Coordinator:
                 save_waiter = None
                 if data.snapshot is not None:
                     save_waiter = self._expect(("learner", rid := self._request_id()))
-                    save = self._save_request(rid, step, data.snapshot)
+                    save = self._save_request(rid, step, data.snapshot, data.counts)
                     await self._learner.send(save)
                 nursery.start_soon(
                     self._finish,
@@ -628,8 +653,23 @@ class Coordinator:
         cfg = self.config.run
         return step % cfg.checkpoint_every == 0 or step == cfg.steps
 
-    def _save_request(self, rid: int, step: int, snapshot: BuffersSnapshot) -> SaveCheckpoint:
-        state = RunState(step=step, seeded=True, buffer_rng=snapshot.rng)
+    def _observe(self, task_type: TaskType, triplets: Iterable[Triplet]) -> None:
+        triplets = tuple(triplets)
+        self._answers[task_type].observe(_answer(task_type, x) for x in triplets)
+        if self.config.rewards.intrinsic.novelty.coef > 0:
+            self._shapes[task_type].observe(program_shape(x.program) for x in triplets)
+
+    def counts(self) -> CountsState:
+        """The diversity and novelty counts as they stand (a copy)."""
+        return CountsState(
+            answers={t.value: c.as_dict() for t, c in self._answers.items() if c.total},
+            shapes={t.value: c.as_dict() for t, c in self._shapes.items() if c.total},
+        )
+
+    def _save_request(
+        self, rid: int, step: int, snapshot: BuffersSnapshot, counts: CountsState | None
+    ) -> SaveCheckpoint:
+        state = RunState(step=step, seeded=True, buffer_rng=snapshot.rng, counts=counts)
         files = (
             *snapshot.files,
             Blob(STATE_FILE, STATE_ENCODER.encode(state)),
@@ -775,9 +815,7 @@ class Coordinator:
         )
         admitted = await self._ask_buffer(request, TasksAdmitted)
         for t in _TRIPLET_TYPES:
-            self._answers[t].observe(_answer(t, x) for x in triplets[t])
-            if self.config.rewards.intrinsic.novelty.coef > 0:
-                self._shapes[t].observe(program_shape(x.program) for x in triplets[t])
+            self._observe(t, triplets[t])
         counts = (
             admitted.deduction,
             admitted.abduction,
@@ -812,6 +850,7 @@ class Coordinator:
                 data.snapshot = await self._ask_buffer(
                     SnapshotBuffers(request_id=self._request_id()), BuffersSnapshot
                 )
+                data.counts = self.counts()
             await self._dispatch_solves(nursery, data, sampled.tasks)
         data.rollout_seconds = time.perf_counter() - data.started
         return data
