@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -146,6 +147,22 @@ def test_update_epochs_are_optimiser_steps_on_the_same_batch(tiny_spec: TinyMode
     assert metrics.clip_frac == pytest.approx(sum(m.clip_frac for m in singles) / 3, abs=1e-6)
     with pytest.raises(ConfigError, match="update_epochs"):
         LearnerConfig(update_epochs=0)
+
+
+def test_a_non_finite_gradient_skips_the_whole_step(tiny_spec: TinyModelSpec) -> None:
+    learner = _learner(tiny_spec, update_epochs=3)
+    samples = _rollout(learner, SamplingParams(n=2, max_new_tokens=6, seed=5), reward_fn=True)
+    # pi_old = 0 for one token makes its ratio infinite, and the gradient with it.
+    bad = msgspec.structs.replace(
+        samples[0], old_logprobs=(float("-inf"), *samples[0].old_logprobs[1:])
+    )
+    before = [p.detach().clone() for p in learner.model.parameters()]
+    metrics = learner.step([bad, *samples[1:]])
+    assert metrics.skipped and not math.isfinite(metrics.grad_norm)
+    assert learner.step_count == metrics.step == 0
+    for a, b in zip(before, learner.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not learner.step(samples).skipped and learner.step_count == 1
 
 
 def test_sequence_aggregation_weighs_every_response_the_same(tiny_spec: TinyModelSpec) -> None:

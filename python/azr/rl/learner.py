@@ -367,8 +367,10 @@ class Learner:
             grad_norm = norm if epoch == 0 else grad_norm
             if not math.isfinite(norm):
                 # A non-finite gradient would destroy the weights: drop this update and the
-                # epochs after it.
+                # epochs after it (and, past the first, its sums from the metrics).
                 self.optimizer.zero_grad(set_to_none=True)
+                if epoch > 0:
+                    epochs.pop()
                 break
             self.optimizer.step()
         # Skipped only when nothing was applied: a later epoch's failure keeps the earlier ones.
