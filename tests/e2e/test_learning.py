@@ -23,16 +23,11 @@ import pytest
 from azr.config import load_config
 from azr.train import train
 
+from ._records import deterministic, read_records
+
 pytest.importorskip("azr._executor", reason="the compiled executor is not built")
 
 STEPS = 6
-# Keys that depend on wall-clock time or on the machine's load, not on the run.
-TIMING = ("time/", "actor/", "mailbox/", "executor/executions_per_s")
-TIMING_KEYS = {"time", "gen/tokens_per_s", "learner/tokens_per_s", "checkpoint"}
-
-
-def _records(output: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
 def _train(output: Path, steps: int, *, resume: bool = False) -> tuple[Any, str]:
@@ -61,14 +56,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def test_held_out_accuracy_rises(run: tuple[Path, str]) -> None:
-    evals = [r for r in _records(run[0]) if "eval/accuracy" in r]
+    evals = [r for r in read_records(run[0]) if "eval/accuracy" in r]
     before, after = evals[0]["eval/accuracy"], evals[-1]["eval/accuracy"]
     assert after > before, (before, after)
 
 
 def test_self_play_from_the_base_runs_evaluates_and_reports(run: tuple[Path, str]) -> None:
     tmp_path, text = run
-    records = _records(tmp_path)
+    records = read_records(tmp_path)
     evals = [r for r in records if "eval/accuracy" in r]
     assert [r["step"] for r in evals] == [0, STEPS]
     for r in evals:
@@ -103,13 +98,8 @@ def test_a_resumed_run_keeps_the_novelty_and_diversity_counts(
     resumed, _ = _train(tmp_path, STEPS, resume=True)
     assert resumed.completed and resumed.last_step == STEPS
 
-    def deterministic(record: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: v for k, v in record.items() if not k.startswith(TIMING) and k not in TIMING_KEYS
-        }
-
-    whole = {r["step"]: deterministic(r) for r in _records(run[0])}
-    pieces = {r["step"]: deterministic(r) for r in _records(tmp_path)}
+    whole = {r["step"]: deterministic(r) for r in read_records(run[0])}
+    pieces = {r["step"]: deterministic(r) for r in read_records(tmp_path)}
     assert whole.keys() == pieces.keys() == set(range(STEPS + 1))
     later = range(STEPS // 2 + 1, STEPS + 1)
     assert any(whole[s]["propose/deduction/valid"] > 0 for s in later)

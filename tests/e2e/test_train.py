@@ -10,14 +10,12 @@ from, and updates, weights that steps 1 and 2 changed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -29,12 +27,10 @@ from azr.actors.messages import STATE_FILE
 from azr.cli import main
 from azr.rl import Learner
 
+from ._records import deterministic, read_records
+
 TYPES = ("deduction", "abduction", "induction")
 GROUPS = [f"{role}/{t}/reward" for role in ("propose", "solve") for t in TYPES]
-
-# Keys that depend on wall-clock time or on the machine's load, not on the run.
-TIMING = ("time/", "actor/", "mailbox/", "executor/executions_per_s")
-TIMING_KEYS = {"time", "gen/tokens_per_s", "learner/tokens_per_s", "checkpoint"}
 
 
 def _run(output: Path, *extra: str) -> int:
@@ -52,14 +48,6 @@ def _run(output: Path, *extra: str) -> int:
     )
 
 
-def _records(output: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
-
-
-def _deterministic(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if not k.startswith(TIMING) and k not in TIMING_KEYS}
-
-
 def test_three_steps_and_an_exact_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,7 +59,7 @@ def test_three_steps_and_an_exact_resume(
     assert f"checkpoint: {full / 'checkpoints' / 'step-000003'}" in out
     assert out.count("step ") >= 3
 
-    records = _records(full)
+    records = read_records(full)
     assert [r["step"] for r in records] == [0, 1, 2, 3]
     for record in records[1:]:
         assert all(key in record for key in GROUPS), sorted(record)
@@ -90,9 +78,9 @@ def test_three_steps_and_an_exact_resume(
     # The same run in two pieces: stopped after step 2, then resumed for step 3.
     assert _run(split, "--set", "run.steps=2") == 0
     assert _run(split, "--set", "run.steps=3", "--resume") == 0
-    resumed = _records(split)
+    resumed = read_records(split)
     assert [r["step"] for r in resumed] == [0, 1, 2, 3]
-    assert _deterministic(resumed[3]) == _deterministic(records[3])
+    assert deterministic(resumed[3]) == deterministic(records[3])
     weights = [
         load_file(d / "checkpoints" / "step-000003" / LEARNER_DIR / "model.safetensors")
         for d in (full, split)

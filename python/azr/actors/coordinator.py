@@ -37,8 +37,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Final, TypeVar
 
 import msgspec
@@ -390,21 +389,43 @@ def _answer(task_type: TaskType, triplet: Triplet) -> str:
     return triplet.input if task_type is TaskType.ABDUCTION else triplet.output
 
 
+def _observe(
+    answers: AnswerCounts,
+    shapes: AnswerCounts,
+    task_type: TaskType,
+    triplets: Iterable[Triplet],
+    *,
+    novelty: bool,
+) -> None:
+    """Count admitted triplets' answers, and their program shapes when the novelty bonus is on
+    (shapes cost a parse each)."""
+    triplets = tuple(triplets)
+    answers.observe(_answer(task_type, x) for x in triplets)
+    if novelty:
+        shapes.observe(program_shape(x.program) for x in triplets)
+
+
+def _counts_state(
+    answers: Mapping[TaskType, AnswerCounts], shapes: Mapping[TaskType, AnswerCounts]
+) -> CountsState:
+    return CountsState(
+        answers={t.value: c.as_dict() for t, c in answers.items() if c.total},
+        shapes={t.value: c.as_dict() for t, c in shapes.items() if c.total},
+    )
+
+
 def seed_counts(config: Config, buffers: Buffers) -> CountsState:
     """The diversity and novelty counts of the tasks a seed file put into ``buffers`` (the
     built-in seed triplets left out), as if they had been admitted before step 1."""
-    answers: dict[str, dict[str, int]] = {}
-    shapes: dict[str, dict[str, int]] = {}
+    answers = {t: AnswerCounts() for t in _TRIPLET_TYPES}
+    shapes = {t: AnswerCounts() for t in _TRIPLET_TYPES}
+    novelty = config.rewards.intrinsic.novelty.coef > 0
     for t in _TRIPLET_TYPES:
         buffer = buffers.triplets(t)
         builtin = set(buffer.seeds)
-        loaded = [x for x in buffer if x not in builtin]
-        if not loaded:
-            continue
-        answers[t.value] = dict(Counter(_answer(t, x) for x in loaded))
-        if config.rewards.intrinsic.novelty.coef > 0:
-            shapes[t.value] = dict(Counter(program_shape(x.program) for x in loaded))
-    return CountsState(answers=answers, shapes=shapes)
+        loaded = (x for x in buffer if x not in builtin)
+        _observe(answers[t], shapes[t], t, loaded, novelty=novelty)
+    return _counts_state(answers, shapes)
 
 
 def _solve_task(task_type: TaskType, verdict: ProposalVerdict) -> SolveTask | None:
@@ -653,18 +674,9 @@ class Coordinator:
         cfg = self.config.run
         return step % cfg.checkpoint_every == 0 or step == cfg.steps
 
-    def _observe(self, task_type: TaskType, triplets: Iterable[Triplet]) -> None:
-        triplets = tuple(triplets)
-        self._answers[task_type].observe(_answer(task_type, x) for x in triplets)
-        if self.config.rewards.intrinsic.novelty.coef > 0:
-            self._shapes[task_type].observe(program_shape(x.program) for x in triplets)
-
     def counts(self) -> CountsState:
         """The diversity and novelty counts as they stand (a copy)."""
-        return CountsState(
-            answers={t.value: c.as_dict() for t, c in self._answers.items() if c.total},
-            shapes={t.value: c.as_dict() for t, c in self._shapes.items() if c.total},
-        )
+        return _counts_state(self._answers, self._shapes)
 
     def _save_request(
         self, rid: int, step: int, snapshot: BuffersSnapshot, counts: CountsState | None
@@ -814,8 +826,9 @@ class Coordinator:
             error_prediction=tuple(triplets[TaskType.ERROR_PREDICTION]),
         )
         admitted = await self._ask_buffer(request, TasksAdmitted)
+        novelty = self.config.rewards.intrinsic.novelty.coef > 0
         for t in _TRIPLET_TYPES:
-            self._observe(t, triplets[t])
+            _observe(self._answers[t], self._shapes[t], t, triplets[t], novelty=novelty)
         counts = (
             admitted.deduction,
             admitted.abduction,

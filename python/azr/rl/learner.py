@@ -364,7 +364,8 @@ class Learner:
             norm = distributed.to_float(
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
             )
-            grad_norm = norm if epoch == 0 else grad_norm
+            if epoch == 0:
+                grad_norm = norm
             if not math.isfinite(norm):
                 # A non-finite gradient would destroy the weights: drop this update and the
                 # epochs after it (and, past the first, its sums from the metrics).
